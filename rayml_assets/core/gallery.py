@@ -1,0 +1,56 @@
+"""Image galleries a person opens from the Dagster UI: a PNG grid and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def png_grid(items: list[tuple[str, bytes]], path: Path, columns: int = 6, title: str = "") -> Path:
+    """``items`` are (caption, image bytes); writes one PNG with a captioned grid."""
+    rows = max(1, -(-len(items) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.8, rows * 2.0), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (caption, data) in zip(axes.flat, items):
+        with Image.open(io.BytesIO(data)) as img:
+            ax.imshow(img.convert("L"), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(caption, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def html_gallery(items: list[tuple[str, bytes]], path: Path, title: str) -> Path:
+    """A single HTML file with every image embedded, so it opens anywhere without a server."""
+    cells = []
+    for caption, data in items:
+        with Image.open(io.BytesIO(data)) as img:
+            buf = io.BytesIO()
+            img.convert("RGB").save(buf, format="PNG")
+        encoded = base64.b64encode(buf.getvalue()).decode()
+        cells.append(
+            f'<figure><img src="data:image/png;base64,{encoded}" width="96" style="image-rendering:pixelated">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif}figure{display:inline-block;margin:6px;width:140px;"
+        "font-size:11px;vertical-align:top}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{''.join(cells)}</body></html>"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page)
+    return path

@@ -1,0 +1,361 @@
+"""Batch inference by the champion model, and the data it is compared against.
+
+Everything here takes a :class:`Champion`: the model module plus the exact
+Delta version of ``cleaned_images`` it was trained on, so the drift reference and
+the SHAP test images are the pixels that model saw, not today's table.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import torch
+from PIL import UnidentifiedImageError
+
+from rayml_assets.core import lake
+from rayml_assets.core.images import decode_to_array, sha256_hex
+from rayml_assets.core.production import list_production_files, partition_key, read_files
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 256
+CHAMPION_ALIAS = "champion"
+_DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
+
+
+class NoChampionError(LookupError):
+    """No model version carries the ``champion`` alias yet."""
+
+    def __init__(self, detail: str = ""):
+        message = f"no model has the alias '{CHAMPION_ALIAS}' yet — materialize registered_model first"
+        super().__init__(f"{message} ({detail})" if detail else message)
+
+
+class EmptyPartitionError(ValueError):
+    """A daily partition has no data to test (no images, or no predictions)."""
+
+
+@dataclass
+class Champion:
+    module: torch.nn.Module  # forward(x) -> logits, embed(x) -> penultimate features
+    model_name: str
+    model_version: str
+    class_labels: list[str]
+    delta_version: int  # version of cleaned_images the model was trained on
+    cleaned_table_uri: str
+    image_size: int = 32
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        self.model_version = str(self.model_version)
+        self.class_labels = [str(c) for c in self.class_labels]
+        self.module.eval()  # dropout/batch-norm in inference mode, once and for all
+
+    @property
+    def label_index(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.class_labels)}
+
+
+def require_champion(champion: Champion | None) -> Champion:
+    if champion is None:
+        raise NoChampionError()
+    return champion
+
+
+# ---------------------------------------------------------------- forward passes
+
+
+def _batches(n: int, batch_size: int) -> Iterator[slice]:
+    for start in range(0, n, max(1, batch_size)):
+        yield slice(start, min(start + batch_size, n))
+
+
+def predict_arrays(module: torch.nn.Module, x: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities ``[N, K]`` and embeddings ``[N, D]`` of decoded images ``[N, C, H, W]``."""
+    module.eval()
+    probs, embeds = [], []
+    with torch.inference_mode():
+        for part in _batches(len(x), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(x[part], dtype=np.float32))
+            probs.append(torch.softmax(module(batch), dim=1).numpy())
+            embeds.append(module.embed(batch).reshape(len(batch), -1).numpy())
+    if not probs:
+        # Shapes of an empty result still need K and D: one dummy pass finds them.
+        dummy = torch.zeros((1, *x.shape[1:]), dtype=torch.float32)
+        with torch.inference_mode():
+            k, d = module(dummy).shape[1], module.embed(dummy).reshape(1, -1).shape[1]
+        return np.zeros((0, k), np.float32), np.zeros((0, d), np.float32)
+    return np.concatenate(probs).astype(np.float32), np.concatenate(embeds).astype(np.float32)
+
+
+def decode_images(images: Sequence[bytes], image_size: int, channels: int) -> np.ndarray:
+    if not images:
+        return np.zeros((0, channels, image_size, image_size), np.float32)
+    return np.stack([decode_to_array(b, image_size, channels) for b in images])
+
+
+def _concat(module: torch.nn.Module, outputs: list[tuple[np.ndarray, np.ndarray]], empty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if not outputs:
+        return predict_arrays(module, empty)
+    return np.concatenate([p for p, _ in outputs]), np.concatenate([e for _, e in outputs])
+
+
+def predict_images(
+    champion: Champion, images: Sequence[bytes], batch_size: int = DEFAULT_BATCH_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(probabilities [N, K], embeddings [N, D])`` for encoded images, decoded batch by batch."""
+    size, channels = champion.image_size, champion.channels
+    outputs = [
+        predict_arrays(champion.module, decode_images(images[part], size, channels), batch_size)
+        for part in _batches(len(images), batch_size)
+    ]
+    return _concat(champion.module, outputs, decode_images([], size, channels))
+
+
+# ---------------------------------------------------------------- the predictions table
+
+
+@dataclass
+class DayPredictions:
+    date: str
+    table: pa.Table  # PREDICTIONS_SCHEMA; zero rows for an empty day
+    embeddings: np.ndarray  # [N, D], aligned with the table rows
+    n_files: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source_uri, why) of undecodable files
+
+    @property
+    def is_empty(self) -> bool:
+        return self.table.num_rows == 0
+
+
+def predictions_table(
+    champion: Champion,
+    date: str,
+    source_uris: Sequence[str],
+    images: Sequence[bytes],
+    probabilities: np.ndarray,
+    predicted_at: datetime | None = None,
+) -> pa.Table:
+    """Rows of ``predictions`` for one day; ``image_id`` is the sha256 of the bytes."""
+    if not (len(source_uris) == len(images) == len(probabilities)):
+        raise ValueError("source_uris, images and probabilities must have the same length")
+    top = probabilities.argmax(axis=1) if len(probabilities) else np.zeros(0, int)
+    labels = champion.class_labels
+    if probabilities.shape[1:] and probabilities.shape[1] != len(labels):
+        raise ValueError(f"model gives {probabilities.shape[1]} outputs for {len(labels)} class labels")
+    n = len(images)
+    when = predicted_at or datetime.now(timezone.utc)
+    return pa.Table.from_pydict(
+        {
+            "image_id": [sha256_hex(b) for b in images],
+            "source_uri": list(source_uris),
+            "date": [partition_key(date)] * n,
+            "model_name": [champion.model_name] * n,
+            "model_version": [champion.model_version] * n,
+            "predicted_label": [labels[i] for i in top],
+            "confidence": probabilities.max(axis=1).astype(np.float32) if n else np.zeros(0, np.float32),
+            "probabilities": [row.astype(np.float32) for row in probabilities],
+            "bytes": list(images),
+            "predicted_at": [when] * n,
+        },
+        schema=lake.PREDICTIONS_SCHEMA,
+    )
+
+
+def predict_day(
+    champion: Champion,
+    production_root: str,
+    date: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_files: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> DayPredictions:
+    """Predict every image landed for ``date``. An empty day gives an empty table, not an error.
+
+    Undecodable files are skipped and listed (production data is not validated
+    on landing; one bad upload must not block the day).
+    """
+    key = partition_key(date)
+    files = list_production_files(production_root, key, **({"max_files": max_files} if max_files else {}))
+    uris: list[str] = []
+    images: list[bytes] = []
+    skipped: list[tuple[str, str]] = []
+    outputs: list[tuple[np.ndarray, np.ndarray]] = []
+    for part in _batches(len(files), batch_size):
+        arrays = []
+        for f, data in zip(files[part], read_files(files[part])):
+            try:
+                arrays.append(decode_to_array(data, champion.image_size, champion.channels))
+            except _DECODE_ERRORS as exc:
+                skipped.append((f.source_uri, f"{type(exc).__name__}: {exc}"))
+                continue
+            uris.append(f.source_uri)
+            images.append(data)
+        if arrays:
+            outputs.append(predict_arrays(champion.module, np.stack(arrays), batch_size))
+        if on_progress:
+            on_progress(part.stop, len(files))
+    p, e = _concat(champion.module, outputs, decode_images([], champion.image_size, champion.channels))
+    return DayPredictions(key, predictions_table(champion, key, uris, images, p), e, len(files), skipped)
+
+
+def write_predictions(predictions_uri: str, day: DayPredictions, storage_options: dict | None = None) -> int:
+    """Replace the day's partition of ``predictions`` (idempotent re-runs); returns the Delta version."""
+    return lake.overwrite(
+        predictions_uri,
+        day.table,
+        lake.PREDICTIONS_SCHEMA,
+        metadata={"date": day.date, "rows": str(day.table.num_rows)},
+        predicate=f"date = '{partition_key(day.date)}'",
+        storage_options=storage_options,
+    )
+
+
+def read_predictions(
+    predictions_uri: str, date: str, columns: list[str] | None = None, storage_options: dict | None = None
+) -> pa.Table:
+    """The day's rows of ``predictions`` (latest version); empty when the table or day is absent."""
+    schema = lake.PREDICTIONS_SCHEMA
+    if columns:
+        schema = pa.schema([schema.field(c) for c in columns])
+    if not lake.exists(predictions_uri, storage_options):
+        return schema.empty_table()
+    table = lake.read_at(
+        predictions_uri, None, columns=columns, filter=pads.field("date") == partition_key(date), storage_options=storage_options
+    )
+    return table.sort_by("source_uri") if "source_uri" in table.column_names else table
+
+
+def probabilities_matrix(table: pa.Table, n_classes: int) -> np.ndarray:
+    """The ``probabilities`` list column as a dense ``[N, K]`` float32 array."""
+    if table.num_rows == 0:
+        return np.zeros((0, n_classes), np.float32)
+    flat = pc.list_flatten(table.column("probabilities")).to_numpy(zero_copy_only=False)
+    return flat.astype(np.float32).reshape(table.num_rows, n_classes)
+
+
+# ---------------------------------------------------------------- the pinned dataset
+
+
+@dataclass
+class LabelledImages:
+    image_ids: list[str]
+    labels: list[str]
+    images: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+
+def load_split(
+    champion: Champion,
+    splits: Sequence[str],
+    limit: int | None = None,
+    seed: int = 0,
+    storage_options: dict | None = None,
+) -> LabelledImages:
+    """Images of ``splits`` in ``cleaned_images`` at the champion's pinned Delta version.
+
+    Excluded rows are left out (the model never trained on them). Rows are
+    ordered by ``image_id`` before a seeded sample of ``limit``, so the same
+    version and seed always give the same images whatever the file layout.
+    """
+    table = lake.read_at(
+        champion.cleaned_table_uri,
+        champion.delta_version,
+        columns=["image_id", "label", "bytes"],
+        filter=pads.field("split").isin(list(splits)) & (pads.field("excluded") == False),  # noqa: E712
+        storage_options=storage_options,
+    ).sort_by("image_id")
+    n = table.num_rows
+    if limit is not None and n > limit:
+        keep = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+        table = table.take(pa.array(keep))
+    return LabelledImages(
+        table.column("image_id").to_pylist(), [str(v) for v in table.column("label").to_pylist()], table.column("bytes").to_pylist()
+    )
+
+
+# ---------------------------------------------------------------- loading inside a job script
+
+
+def champion_from_mlflow(
+    model_uri: str,
+    *,
+    model_name: str,
+    model_version: str,
+    class_labels: Sequence[str],
+    delta_version: int,
+    cleaned_table_uri: str,
+    image_size: int = 32,
+    channels: int = 1,
+    tracking_uri: str | None = None,
+    registry_uri: str | None = None,
+) -> Champion:
+    """Load the module behind ``model_uri`` (``models:/name@champion``, ``runs:/...``, a path).
+
+    A missing alias or model version becomes :class:`NoChampionError`, so a
+    monitoring run before the first registration fails with a clear message.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    if registry_uri:
+        mlflow.set_registry_uri(registry_uri)
+    try:
+        module = mlflow.pytorch.load_model(model_uri, map_location="cpu")
+    except MlflowException as exc:
+        # "Registered model ... not found" / "Registered model alias ... not found." (the
+        # latter comes as INVALID_PARAMETER_VALUE); other registry failures stay as they are.
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in exc.message.lower():
+            raise NoChampionError(f"{model_uri}: {exc.message}") from exc
+        raise
+    if not callable(getattr(module, "embed", None)):
+        # MLflow 3's default "pt2" format keeps only forward(); drift needs embed().
+        raise TypeError(f"{model_uri} loads without an embed() method: log it with serialization_format='pickle'")
+    return Champion(
+        module=module,
+        model_name=model_name,
+        model_version=str(model_version),
+        class_labels=list(class_labels),
+        delta_version=int(delta_version),
+        cleaned_table_uri=cleaned_table_uri,
+        image_size=int(image_size),
+        channels=int(channels),
+    )
+
+
+def champion_from_extras(extras: Mapping) -> Champion:
+    """Build the champion from the Pipes extras every monitoring job script receives.
+
+    Keys: ``model_uri``, ``model_name``, ``model_version``, ``class_labels``,
+    ``delta_version``, ``cleaned_table_uri``; optional ``image_size``,
+    ``channels``, ``tracking_uri``, ``registry_uri``. ``model_uri`` missing or
+    empty means the lead's resolver found no champion.
+    """
+    if not extras.get("model_uri"):
+        raise NoChampionError("no model_uri was passed to the job")
+    missing = [k for k in ("model_name", "model_version", "class_labels", "delta_version", "cleaned_table_uri") if extras.get(k) in (None, "")]
+    if missing:
+        raise ValueError(f"job extras are missing {missing}")
+    return champion_from_mlflow(
+        extras["model_uri"],
+        model_name=extras["model_name"],
+        model_version=extras["model_version"],
+        class_labels=extras["class_labels"],
+        delta_version=extras["delta_version"],
+        cleaned_table_uri=extras["cleaned_table_uri"],
+        image_size=extras.get("image_size", 32),
+        channels=extras.get("channels", 1),
+        tracking_uri=extras.get("tracking_uri"),
+        registry_uri=extras.get("registry_uri"),
+    )

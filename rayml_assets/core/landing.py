@@ -1,0 +1,150 @@
+"""Listing a landing location: a ``<label>/<file>`` folder or a ``uri,label`` manifest CSV.
+
+Everything goes through fsspec, so ``file://``, plain paths and cloud URIs
+(``abfss://``, ``s3://`` once credentials are configured) are read the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import os
+import posixpath
+from dataclasses import dataclass
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from rayml_assets.core.images import RejectReason
+
+MANIFEST_SUFFIX = ".csv"
+
+
+class LandingError(ValueError):
+    """The landing location itself is missing or malformed (not one bad file)."""
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """One candidate file. ``problem`` is set when it is rejected before being read."""
+
+    source_uri: str
+    label: str
+    path: str  # the fsspec path to read; empty when the file must not be read
+    problem: RejectReason | None = None
+    detail: str = ""
+    size: int | None = None
+    modified: str = ""  # the store's modification stamp, compared as text
+
+    @property
+    def fingerprint(self) -> str:
+        """Cheap identity of this file's state (rsync's quick check): path, size and mtime."""
+        return f"{self.source_uri}|{self.size}|{self.modified}"
+
+
+def _fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, root = fsspec.core.url_to_fs(uri)
+    return fs, root.rstrip("/")
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_dir(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def _real(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    # Only a local filesystem has symlinks that can point outside the landing root.
+    # Folders are resolved once each; a file costs one lstat unless it is a link.
+    if not isinstance(fs, LocalFileSystem):
+        return posixpath.normpath(path)
+    if os.path.islink(path):
+        return os.path.realpath(path)
+    return posixpath.join(_real_dir(posixpath.dirname(path)), posixpath.basename(path))
+
+
+def _inside(fs: fsspec.AbstractFileSystem, root: str, path: str) -> bool:
+    real_root, real_path = _real_dir(root) if isinstance(fs, LocalFileSystem) else root, _real(fs, path)
+    return real_path == real_root or real_path.startswith(real_root.rstrip("/") + "/")
+
+
+def _modified(info: dict) -> str:
+    stamp = info.get("mtime") or info.get("last_modified") or info.get("LastModified") or info.get("created") or ""
+    return str(stamp)
+
+
+def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return fs.unstrip_protocol(path)
+
+
+def list_folder(uri: str, limit: int | None = None, after: str | None = None) -> list[LandedFile]:
+    """Files under ``<root>/<label>/...`` in sorted order; ``after``/``limit`` bound one listing."""
+    fs, root = _fs(uri)
+    if not fs.isdir(root):
+        raise LandingError(f"landing folder {uri!r} does not exist or is not a folder")
+    found: list[LandedFile] = []
+    listing = fs.find(root, withdirs=False, detail=True)
+    for path in sorted(listing):
+        info = listing[path]
+        rel = path[len(root) + 1 :]
+        if after is not None and rel <= after:
+            continue
+        parts = rel.split("/")
+        uri_ = _uri(fs, path)
+        if any(part.startswith(".") for part in parts):
+            continue  # hidden files (editor swap files, .DS_Store) are not data
+        stamp = {"size": info.get("size"), "modified": _modified(info)}
+        if not _inside(fs, root, path):
+            found.append(LandedFile(uri_, parts[0], "", RejectReason.PATH_ESCAPES_ROOT, "resolves outside the landing root", **stamp))
+        elif len(parts) < 2:
+            found.append(LandedFile(uri_, "", "", RejectReason.UNKNOWN_LABEL, "file is not inside a <label>/ folder", **stamp))
+        else:
+            found.append(LandedFile(uri_, parts[0], path, **stamp))
+        if limit is not None and len(found) >= limit:
+            break
+    return found
+
+
+def read_manifest(uri: str) -> list[LandedFile]:
+    """Rows of a ``uri,label`` CSV. Relative URIs resolve against the manifest's folder,
+    and every URI must stay inside that folder."""
+    fs, manifest_path = _fs(uri)
+    if not fs.isfile(manifest_path):
+        raise LandingError(f"manifest {uri!r} does not exist")
+    root = posixpath.dirname(manifest_path)
+    text = fs.cat_file(manifest_path).decode("utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text))
+    if reader.fieldnames is None or not {"uri", "label"} <= set(reader.fieldnames):
+        raise LandingError(f"manifest {uri!r} must have the columns uri,label; got {reader.fieldnames}")
+    found: list[LandedFile] = []
+    for line_no, row in enumerate(reader, start=2):
+        ref, label = (row.get("uri") or "").strip(), (row.get("label") or "").strip()
+        if not ref:
+            raise LandingError(f"manifest {uri!r} line {line_no}: empty uri")
+        if "://" in ref:
+            ref_fs, path = _fs(ref)
+            same_fs = type(ref_fs) is type(fs)
+        else:
+            path, same_fs = posixpath.normpath(posixpath.join(root, ref)), True
+        source = _uri(fs, path) if same_fs else ref
+        if not same_fs or not _inside(fs, root, path):
+            found.append(LandedFile(source, label, "", RejectReason.PATH_ESCAPES_ROOT, f"{ref!r} is outside {root!r}"))
+        else:
+            found.append(LandedFile(source, label, path))
+    return found
+
+
+def list_landing(uri: str, limit: int | None = None, after: str | None = None) -> list[LandedFile]:
+    """A manifest CSV or a label folder, decided by the URI."""
+    if uri.endswith(MANIFEST_SUFFIX):
+        return read_manifest(uri)[:limit] if limit else read_manifest(uri)
+    return list_folder(uri, limit=limit, after=after)
+
+
+
+def read_bytes(uri: str) -> bytes:
+    if uri.startswith("file://"):  # the common local case, without fsspec's per-call overhead
+        with open(uri.removeprefix("file://"), "rb") as fh:
+            return fh.read()
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs.cat_file(path)

@@ -1,0 +1,38 @@
+"""The code location: every domain's definitions plus the resources the profile selects.
+
+``RAYML_PROFILE`` (default ``local``) picks ``rayml_assets/profiles/<name>.yaml``.
+"""
+
+
+from dagster import Definitions
+
+from rayml_assets.defs import dataset
+from rayml_assets.resources.storage import DatasetPolicy, LakeResource, LandingResource, WorkspaceResource
+from rayml_assets.settings import Profile, load_profile, rayml_home
+
+
+def resources_for(profile: Profile) -> dict:
+    return {
+        "lake_store": LakeResource(lake_root=profile.lake_root),
+        "landing": LandingResource(
+            images_uri=profile.landing_uri,
+            production_uri=profile.production_landing_uri,
+            feedback_uri=profile.feedback_landing_uri,
+        ),
+        "workspace": WorkspaceResource(
+            reports_root=profile.reports_root,
+            scratch_root=str(rayml_home() / "scratch"),
+            checkpoint_root=profile.checkpoint_root,
+        ),
+        "dataset_policy": DatasetPolicy(taxonomy=profile.taxonomy),
+    }
+
+
+def build_definitions(profile: Profile) -> Definitions:
+    return Definitions.merge(
+        dataset.defs,
+        Definitions(resources=resources_for(profile)),
+    )
+
+
+defs = build_definitions(load_profile())

@@ -1,0 +1,143 @@
+"""raw_images → cleaned_images: thin Dagster wrappers over core.ingest and core.cleaning."""
+
+
+from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResult, MetadataValue, asset
+from typing import Optional
+
+from pydantic import Field
+
+from rayml_assets.core import lake
+from rayml_assets.core.cleaning import CleaningThresholds, FastdupBackend, clean
+from rayml_assets.core.gallery import html_gallery, png_grid
+from rayml_assets.core.images import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
+from rayml_assets.core.ingest import IngestPolicy, ingest
+from rayml_assets.defs.lineage import markdown_table, pinned_version
+from rayml_assets.resources.storage import DatasetPolicy, LakeResource, LandingResource, WorkspaceResource
+
+DATASET_GROUP = "dataset"
+
+
+class RawImagesConfig(Config):
+    landing_uri: Optional[str] = Field(None, description="Override the landing location (folder or manifest CSV)")
+    allowed_formats: list[str] = Field(list(DEFAULT_ALLOWED_FORMATS), description="Pillow format names accepted")
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, description="Decompression-bomb guard: larger images are quarantined")
+    workers: Optional[int] = Field(None, description="Decoding processes; default: one per core")
+
+
+@asset(
+    group_name=DATASET_GROUP,
+    kinds={"delta", "python"},
+    description="Every valid landed image (bytes + metadata) in a Delta table, merged on the sha256 of its bytes; "
+    "rejected files go to the quarantine table with their reason.",
+)
+def raw_images(
+    context: AssetExecutionContext,
+    config: RawImagesConfig,
+    lake_store: LakeResource,
+    landing: LandingResource,
+    dataset_policy: DatasetPolicy,
+) -> MaterializeResult:
+    landing_uri = config.landing_uri or landing.images_uri
+    policy = IngestPolicy(
+        allowed_formats=tuple(f.upper() for f in config.allowed_formats),
+        max_pixels=config.max_pixels,
+        taxonomy=tuple(dataset_policy.taxonomy) if dataset_policy.taxonomy else None,
+        **({"workers": config.workers} if config.workers else {}),
+    )
+    context.log.info(f"ingesting {landing_uri} into {lake_store.uri(lake.RAW_IMAGES)} with {policy.workers} workers")
+    result = ingest(landing_uri, lake_store.lake_root, policy, batch_id=context.run_id[:12])
+    context.log.info(
+        f"{result.files_seen} files: {result.rows_added} new images, {result.already_present} already present, "
+        f"{sum(result.quarantined.values())} quarantined"
+    )
+    return MaterializeResult(
+        metadata={
+            "delta_version": result.delta_version,
+            "table_uri": MetadataValue.path(lake_store.uri(lake.RAW_IMAGES)),
+            "quarantine_uri": MetadataValue.path(lake_store.uri(lake.QUARANTINE)),
+            "landing_uri": MetadataValue.path(landing_uri),
+            "batch_id": result.batch_id,
+            "files_seen": result.files_seen,
+            "rows_added": result.rows_added,
+            "already_present": result.already_present,
+            "duplicates_in_batch": result.duplicates_in_batch,
+            "dagster/row_count": result.total_rows,
+            "quarantined": sum(result.quarantined.values()),
+            "quarantined_by_reason": markdown_table(dict(sorted(result.quarantined.items())), "reason", "files"),
+            "images_per_label": markdown_table(result.label_counts, "label", "images"),
+            "content_hash": result.content_hash,
+        },
+        data_version=DataVersion(result.content_hash),
+    )
+
+
+class CleanedImagesConfig(Config):
+    exact_duplicate_similarity: float = Field(CleaningThresholds.exact_duplicate_similarity)
+    near_duplicate_similarity: float = Field(CleaningThresholds.near_duplicate_similarity)
+    outlier_similarity: float = Field(CleaningThresholds.outlier_similarity)
+    dark_mean: float = Field(CleaningThresholds.dark_mean, description="Mean intensity (0-255) below which an image is too dark")
+    bright_mean: float = Field(CleaningThresholds.bright_mean, description="Mean intensity above which an image is too bright")
+    blur_min: float = Field(CleaningThresholds.blur_min, description="Variance of the Laplacian below which an image is too blurry")
+    fastdup_threads: Optional[int] = Field(None, description="Default: one per core")
+
+    def thresholds(self) -> CleaningThresholds:
+        return CleaningThresholds(
+            exact_duplicate_similarity=self.exact_duplicate_similarity,
+            near_duplicate_similarity=self.near_duplicate_similarity,
+            outlier_similarity=self.outlier_similarity,
+            dark_mean=self.dark_mean,
+            bright_mean=self.bright_mean,
+            blur_min=self.blur_min,
+        )
+
+
+@asset(
+    deps=[raw_images],
+    group_name=DATASET_GROUP,
+    kinds={"delta", "python"},
+    description="A tagged Delta snapshot of the dataset: each image with its split and, if excluded by cleaning "
+    "(duplicates, outliers, invalid, dark/bright/blurry), the reason.",
+)
+def cleaned_images(
+    context: AssetExecutionContext,
+    config: CleanedImagesConfig,
+    lake_store: LakeResource,
+    workspace: WorkspaceResource,
+    dataset_policy: DatasetPolicy,
+) -> MaterializeResult:
+    raw_version = pinned_version(context, raw_images.key)
+    context.log.info(f"cleaning raw_images@v{raw_version} with fastdup")
+    result = clean(
+        lake_store.uri(lake.RAW_IMAGES),
+        raw_version,
+        lake_store.uri(lake.CLEANED_IMAGES),
+        workspace.scratch("fastdup", f"raw-v{raw_version}"),
+        FastdupBackend(num_threads=config.fastdup_threads),
+        config.thresholds(),
+        val_fraction=dataset_policy.val_fraction,
+        test_fraction=dataset_policy.test_fraction,
+        commit_tags={"rayml.dagster_run_id": context.run_id},
+    )
+    report_dir = workspace.report_dir("cleaning", f"v{result.delta_version}")
+    captions = [(f"{reason}\nlabel {label} · {image_id[:8]}", data) for image_id, label, reason, data in result.excluded_examples]
+    gallery = png_grid(captions, report_dir / "excluded.png", title=f"Excluded by cleaning (raw v{raw_version})") if captions else None
+    page = html_gallery(captions, report_dir / "excluded.html", title=f"cleaned_images v{result.delta_version}: excluded examples")
+    excluded = result.total - result.kept
+    context.log.info(f"kept {result.kept}/{result.total}; excluded {dict(result.reasons)}")
+    metadata = {
+        "delta_version": result.delta_version,
+        "raw_version": raw_version,
+        "delta_tag": f"cleaned-from-raw-v{raw_version}",
+        "table_uri": MetadataValue.path(lake_store.uri(lake.CLEANED_IMAGES)),
+        "dagster/row_count": result.total,
+        "kept": result.kept,
+        "excluded": excluded,
+        "excluded_share": round(excluded / max(result.total, 1), 4),
+        "excluded_by_reason": markdown_table(dict(sorted(result.reasons.items())), "reason", "images"),
+        "kept_by_split": markdown_table(dict(sorted(result.splits.items())), "split", "images"),
+        "excluded_gallery_html": MetadataValue.path(str(page)),
+        "content_hash": result.content_hash,
+    }
+    if gallery:
+        metadata["excluded_gallery_png"] = MetadataValue.path(str(gallery))
+    return MaterializeResult(metadata=metadata, data_version=DataVersion(result.content_hash))

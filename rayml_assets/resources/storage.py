@@ -1,0 +1,64 @@
+"""Where the platform's data lives: the Delta lake and the local working folders."""
+
+
+from pathlib import Path
+from typing import Optional
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from rayml_assets.core import lake
+
+
+class LakeResource(ConfigurableResource):
+    """The Delta lake root: a local folder, or ``abfss://``/``s3://`` in the cloud profiles.
+
+    Cloud credentials are read from the environment by delta-rs itself
+    (``AZURE_CLIENT_ID``/``AZURE_CLIENT_SECRET``/``AZURE_TENANT_ID`` or a managed
+    identity), so no secret is ever part of this resource's config.
+    """
+
+    lake_root: str = Field(description="Root URI of the Delta tables")
+
+    def uri(self, table: str) -> str:
+        return lake.table_uri(self.lake_root, table)
+
+    def current_version(self, table: str) -> int | None:
+        return lake.current_version(self.uri(table))
+
+
+class WorkspaceResource(ConfigurableResource):
+    """Folders for reports, scratch work (fastdup) and Ray checkpoints."""
+
+    reports_root: str = Field(description="Where HTML/PNG reports are written")
+    scratch_root: str = Field(description="Local scratch folder, e.g. fastdup work directories")
+    checkpoint_root: str = Field(description="Ray Tune/Train checkpoints (cloud storage in the cloud profiles)")
+
+    def scratch(self, *parts: str) -> Path:
+        path = Path(self.scratch_root, *parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def report_dir(self, *parts: str) -> Path:
+        path = Path(self.reports_root.removeprefix("file://"), *parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class DatasetPolicy(ConfigurableResource):
+    """What makes the dataset usable: the taxonomy, the split and the quality gates."""
+
+    taxonomy: Optional[list[str]] = Field(None, description="Allowed labels; None accepts any label folder")
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    split_tolerance: float = Field(0.05, description="Allowed absolute deviation of each split's share")
+    min_train_images_per_class: int = Field(20, ge=1)
+    max_excluded_share: float = Field(0.2, description="Cleaning may exclude at most this share of the images")
+
+
+class LandingResource(ConfigurableResource):
+    """Landing locations that users and upstream systems drop files into."""
+
+    images_uri: str = Field(description="Labelled training images: <label>/<file> folder or uri,label manifest CSV")
+    production_uri: str = Field(description="Production images, one YYYY-MM-DD folder per day")
+    feedback_uri: str = Field(description="Feedback labels, one YYYY-MM-DD.csv per day")

@@ -1,0 +1,77 @@
+"""A tiny champion for the monitoring tests and benchmarks: no Ray, no MLflow, seconds of CPU.
+
+``cleaned_images`` is written from the bundled training digits (split by
+``image_id`` hash, a few rows excluded) and a narrow ``SmallCNN`` is trained
+on its train split with plain torch.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from rayml_assets.core import lake
+from rayml_assets.core.images import encode_png, sha256_hex
+from rayml_assets.core.inference import Champion, decode_images, load_split
+from rayml_assets.core.models import SmallCNN
+from rayml_assets.sample import training_digits
+
+CLASS_LABELS = [str(i) for i in range(10)]
+EXCLUDED_EVERY = 97  # a few rows flagged by cleaning: never trained on, never in a reference
+
+
+def split_of(image_id: str) -> str:
+    bucket = int(image_id[:8], 16) % 10
+    return "train" if bucket < 8 else ("val" if bucket == 8 else "test")
+
+
+def write_cleaned_table(lake_root: str) -> tuple[str, int]:
+    """Write ``cleaned_images`` from the training digits; returns ``(uri, version)``."""
+    rows = []
+    now = datetime.now(timezone.utc)
+    for position, digit in enumerate(training_digits()):
+        data = encode_png(digit.pixels)
+        image_id = sha256_hex(data)
+        excluded = position % EXCLUDED_EVERY == 0
+        rows.append({
+            "image_id": image_id, "source_uri": f"file:///landing/{digit.label}/digit_{digit.index:04d}.png",
+            "label": digit.label, "width": 32, "height": 32, "format": "PNG", "bytes": data, "ingested_at": now,
+            "batch_id": "fixture", "split": split_of(image_id), "excluded": excluded,
+            "exclusion_reason": "outlier" if excluded else None, "raw_version": 0,
+        })
+    uri = lake.table_uri(lake_root, lake.CLEANED_IMAGES)
+    version = lake.overwrite(uri, pa.Table.from_pylist(rows, schema=lake.CLEANED_SCHEMA), lake.CLEANED_SCHEMA)
+    return uri, version
+
+
+def train_champion(cleaned_uri: str, version: int, epochs: int = 6, width: int = 8, seed: int = 0) -> Champion:
+    """Train a narrow SmallCNN on the pinned train split (about 6 s on 2 cores)."""
+    torch.manual_seed(seed)
+    module = SmallCNN(len(CLASS_LABELS), in_channels=1, width=width)
+    champion = Champion(module, "tiny_cnn", "1", CLASS_LABELS, version, cleaned_uri, 32, 1)
+    train = load_split(champion, ("train",))
+    x = torch.from_numpy(decode_images(train.images, 32, 1))
+    y = torch.tensor([champion.label_index[label] for label in train.labels])
+    optimizer = torch.optim.Adam(module.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(seed)
+    module.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), 64):
+            batch = order[start : start + 64]
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(module(x[batch]), y[batch]).backward()
+            optimizer.step()
+    module.eval()
+    return champion
+
+
+def accuracy(champion: Champion, split: str = "test") -> float:
+    data = load_split(champion, (split,))
+    with torch.inference_mode():
+        logits = champion.module(torch.from_numpy(decode_images(data.images, 32, 1)))
+    predicted = [champion.class_labels[i] for i in logits.argmax(1).tolist()]
+    return float(np.mean([p == t for p, t in zip(predicted, data.labels)]))

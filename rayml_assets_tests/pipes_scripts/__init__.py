@@ -1,0 +1,1 @@
+"""Test-only Pipes job scripts, run through the compute resources like rayml_assets/jobs/*."""

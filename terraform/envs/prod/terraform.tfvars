@@ -1,0 +1,29 @@
+# prod: geo-zone-redundant storage under a customer-managed key, a warm on-demand
+# CPU pool, a choice of GPU sizes, longer log and soft-delete retention.
+project     = "rayml"
+environment = "prod"
+location    = "westeurope"
+
+vnet_address_space         = "10.30.0.0/20"
+storage_replication_type   = "RAGZRS"
+soft_delete_retention_days = 30
+storage_cmk_enabled        = true
+log_retention_days         = 180
+log_daily_quota_gb         = -1
+
+spark_version           = "16.4.x-gpu-ml-scala2.12"
+gpu_node_type_ids       = ["Standard_NC6s_v3", "Standard_NC12s_v3"]
+cpu_node_type_ids       = ["Standard_DS3_v2", "Standard_DS4_v2", "Standard_DS5_v2"]
+max_workers             = 8
+pool_min_idle_instances = 1
+pool_max_capacity       = 9
+spot_instances          = false
+
+# Replace with your office/VPN and CI egress ranges (documentation range here).
+allowed_ip_ranges = ["203.0.113.0/24"]
+
+group_members = {
+  data_engineers = ["data-team@rayml.example"]
+  ml_engineers   = ["ml-team@rayml.example"]
+  viewers        = ["business-owners@rayml.example"]
+}

@@ -1,0 +1,28 @@
+# sit: small and cheap; a spot CPU pool with nothing kept warm, zone-redundant storage.
+project     = "rayml"
+environment = "sit"
+location    = "westeurope"
+
+vnet_address_space         = "10.10.0.0/20"
+storage_replication_type   = "ZRS"
+soft_delete_retention_days = 7
+storage_cmk_enabled        = false
+log_retention_days         = 30
+log_daily_quota_gb         = 5
+
+spark_version           = "16.4.x-gpu-ml-scala2.12"
+gpu_node_type_ids       = ["Standard_NC6s_v3"]
+cpu_node_type_ids       = ["Standard_DS3_v2"]
+max_workers             = 2
+pool_min_idle_instances = 0
+pool_max_capacity       = 3
+spot_instances          = true
+
+# Replace with your office/VPN and CI egress ranges (documentation range here).
+allowed_ip_ranges = ["203.0.113.0/24"]
+
+group_members = {
+  data_engineers = ["data-team@rayml.example"]
+  ml_engineers   = ["ml-team@rayml.example"]
+  viewers        = []
+}

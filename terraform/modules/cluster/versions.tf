@@ -1,0 +1,10 @@
+terraform {
+  required_version = ">= 1.6"
+
+  required_providers {
+    databricks = {
+      source  = "databricks/databricks"
+      version = "~> 1.60"
+    }
+  }
+}
