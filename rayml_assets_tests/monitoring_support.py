@@ -7,6 +7,10 @@ on its train split with plain torch.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
 from datetime import datetime, timezone
 
 import numpy as np
@@ -67,6 +71,40 @@ def train_champion(cleaned_uri: str, version: int, epochs: int = 6, width: int =
             optimizer.step()
     module.eval()
     return champion
+
+
+@functools.cache
+def shared_champion() -> tuple[str, Champion]:
+    """``(lake_root, champion)`` built once per process and shared by every monitoring test file.
+
+    Tests must treat both as read-only: nothing writes to this lake.
+    """
+    root = tempfile.mkdtemp(prefix="rayml-monitoring-")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    uri, version = write_cleaned_table(f"{root}/lake")
+    return f"{root}/lake", train_champion(uri, version, epochs=5)
+
+
+@functools.cache
+def saved_model_uri() -> str:
+    """The shared champion saved as an MLflow model folder: what a job script loads by URI."""
+    import mlflow.pytorch
+
+    lake_root, champion = shared_champion()
+    path = f"{lake_root.rsplit('/', 1)[0]}/mlflow_model"
+    # "pickle" keeps embed(); MLflow 3's default "pt2" export would keep forward() only.
+    mlflow.pytorch.save_model(champion.module, path, serialization_format="pickle", pip_requirements=["torch"])
+    return path
+
+
+def champion_extras(champion: Champion, model_uri: str, **more) -> dict:
+    """The champion part of a monitoring job's Pipes extras."""
+    return {
+        "model_uri": model_uri, "model_name": champion.model_name, "model_version": champion.model_version,
+        "class_labels": champion.class_labels, "delta_version": champion.delta_version,
+        "cleaned_table_uri": champion.cleaned_table_uri, "image_size": champion.image_size,
+        "channels": champion.channels, **more,
+    }
 
 
 def accuracy(champion: Champion, split: str = "test") -> float:
