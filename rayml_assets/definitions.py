@@ -6,8 +6,9 @@
 
 from dagster import Definitions
 
-from rayml_assets.defs import dataset
+from rayml_assets.defs import automation, dataset, training
 from rayml_assets.resources.compute import compute_for_profile
+from rayml_assets.resources.mlflow import MlflowResource
 from rayml_assets.resources.storage import DatasetPolicy, LakeResource, LandingResource, WorkspaceResource
 from rayml_assets.settings import Profile, load_profile, rayml_home
 
@@ -27,12 +28,19 @@ def resources_for(profile: Profile) -> dict:
         ),
         "dataset_policy": DatasetPolicy(taxonomy=profile.taxonomy),
         "compute": compute_for_profile(profile),
+        "mlflow_store": MlflowResource(
+            tracking_uri=profile.mlflow_tracking_uri,
+            registry_uri=profile.mlflow_registry_uri,
+            artifact_location=profile.mlflow_artifact_root,
+        ),
     }
 
 
 def build_definitions(profile: Profile) -> Definitions:
     return Definitions.merge(
         dataset.defs,
+        training.defs,
+        automation.training_side_defs,  # + automation.monitoring_side_defs once the monitoring assets exist
         Definitions(resources=resources_for(profile)),
     )
 

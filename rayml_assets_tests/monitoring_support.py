@@ -52,7 +52,7 @@ def write_cleaned_table(lake_root: str) -> tuple[str, int]:
 
 
 def train_champion(cleaned_uri: str, version: int, epochs: int = 6, width: int = 8, seed: int = 0) -> Champion:
-    """Train a narrow SmallCNN on the pinned train split (about 6 s on 2 cores)."""
+    """Train a narrow SmallCNN on the pinned train split (about 1 s of CPU per epoch)."""
     torch.manual_seed(seed)
     module = SmallCNN(len(CLASS_LABELS), in_channels=1, width=width)
     champion = Champion(module, "tiny_cnn", "1", CLASS_LABELS, version, cleaned_uri, 32, 1)
@@ -61,14 +61,19 @@ def train_champion(cleaned_uri: str, version: int, epochs: int = 6, width: int =
     y = torch.tensor([champion.label_index[label] for label in train.labels])
     optimizer = torch.optim.Adam(module.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(seed)
-    module.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), 64):
-            batch = order[start : start + 64]
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(module(x[batch]), y[batch]).backward()
-            optimizer.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # such narrow convolutions run 3x faster on one thread than on two
+    try:
+        module.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(x), generator=generator)
+            for start in range(0, len(x), 64):
+                batch = order[start : start + 64]
+                optimizer.zero_grad()
+                torch.nn.functional.cross_entropy(module(x[batch]), y[batch]).backward()
+                optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
     module.eval()
     return champion
 

@@ -129,7 +129,7 @@ def test_first_challenger_is_registered_tested_and_promoted(flow):
     assert first.challenger.accuracy >= 0.3  # the quick model learned something
     assert first.challenger.n == len(list(DeltaImageStream(flow["spec"], "test")))
     assert set(first.challenger.per_class_precision) == set(flow["spec"].class_labels)
-    assert client.get_model_version_by_alias(MODEL, CHAMPION).version == "1"
+    assert str(client.get_model_version_by_alias(MODEL, CHAMPION).version) == "1"
     assert Path(first.confusion_png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "evaluation" in {a.path for a in client.list_artifacts(first.source_run_id)}
 
@@ -151,8 +151,8 @@ def test_a_worse_challenger_stays_challenger(flow):
     assert worse.champion.accuracy == pytest.approx(first.challenger.accuracy)
     assert worse.challenger.accuracy < worse.champion.accuracy
     assert not worse.decision.promote and not flow["worse_promoted"]
-    assert client.get_model_version_by_alias(MODEL, CHAMPION).version == "1"
-    assert client.get_model_version_by_alias(MODEL, CHALLENGER).version == "2"
+    assert str(client.get_model_version_by_alias(MODEL, CHAMPION).version) == "1"
+    assert str(client.get_model_version_by_alias(MODEL, CHALLENGER).version) == "2"
 
 
 def test_version_tags_lead_back_to_the_exact_delta_version(flow):

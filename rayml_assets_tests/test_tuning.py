@@ -18,7 +18,14 @@ from pathlib import Path
 import mlflow
 import pytest
 import ray
-from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR, PipesMappingParamsLoader, open_dagster_pipes
+from dagster_pipes import (
+    DAGSTER_PIPES_CONTEXT_ENV_VAR,
+    DAGSTER_PIPES_MESSAGES_ENV_VAR,
+    PipesContext,
+    PipesDefaultContextLoader,
+    PipesDefaultMessageWriter,
+    PipesMappingParamsLoader,
+)
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from rayml_assets.core.tracking import TAG_EXPERIMENT, TAG_ROLE, MlflowSettings, load_logged_model, mlflow_uris
@@ -86,7 +93,8 @@ def run_pipes_job(workdir: Path, extras: dict, tag: str) -> tuple[train_job.Trai
         DAGSTER_PIPES_CONTEXT_ENV_VAR: _encode({"path": str(context_path)}),
         DAGSTER_PIPES_MESSAGES_ENV_VAR: _encode({"path": str(messages_path)}),
     })
-    with open_dagster_pipes(params_loader=loader) as pipes:
+    # A fresh context each time: open_dagster_pipes() returns the process-wide one once set.
+    with PipesContext(loader, PipesDefaultContextLoader(), PipesDefaultMessageWriter()) as pipes:
         output = train_job.main(pipes)
     return output, [json.loads(line) for line in messages_path.read_text().splitlines()]
 
@@ -186,7 +194,7 @@ def test_mlflow_parent_child_runs_dataset_and_model(asha_job, mlflow_settings, d
     assert "class_labels.json" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     with mlflow_uris(mlflow_settings):
         info = mlflow.models.get_model_info(output.model_uri)
-    assert info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"] == [-1, 1, IMAGE_SIZE, IMAGE_SIZE]
+    assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 1, IMAGE_SIZE, IMAGE_SIZE]
     assert info.saved_input_example_info is not None
     assert info.metadata["class_labels"] == meta["class_labels"]
 
@@ -217,10 +225,12 @@ def test_rerunning_a_finished_job_restores_it_without_training(asha_job, asha_ex
 
 
 def test_pbt_exploits_a_better_trials_checkpoint(ray_cluster, digits, workdir):
+    # synch: both trials reach each perturbation point before PBT ranks them, so
+    # the worse one copies the better one's checkpoint after epoch 1
     config = TuningConfig(
-        search_space={"lr": {"choice": [0.001, 0.2]}, "batch_size": 16},
-        num_samples=2, max_epochs=3, image_size=IMAGE_SIZE, num_workers=1, seed=3,
-        scheduler={"type": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5, "resample_probability": 0.5,
+        search_space={"lr": {"grid": [0.001, 0.2]}, "batch_size": 16},
+        max_epochs=3, image_size=IMAGE_SIZE, num_workers=1,
+        scheduler={"type": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5, "synch": True,
                    "hyperparam_mutations": {"lr": {"loguniform": [0.001, 0.3]}}},
     )
     result = run_tuning(config, table_uri=digits[0], version=digits[1], storage_path=str(workdir / "ray_results"), experiment_name="pbt")
@@ -232,6 +242,9 @@ def test_pbt_exploits_a_better_trials_checkpoint(ray_cluster, digits, workdir):
         assert set(trial.restored_from) <= ids - {trial.trial_id}
         # after the exploit the trial continues from the donor's epoch, not from scratch
         assert trial.last_epoch == config.max_epochs
+        assert trial.epochs_trained == config.max_epochs
+        # ...with a perturbed or resampled copy of the donor's learning rate
+        assert trial.hyperparams["lr"] not in (0.001, 0.2)
 
 
 # ---------------------------------------------------------------- resume after an interruption

@@ -286,22 +286,41 @@ def load_split(
 # ---------------------------------------------------------------- loading inside a job script
 
 
+def load_module(model_uri: str) -> tuple[torch.nn.Module, dict]:
+    """The ``nn.Module`` behind a model URI, and the metadata logged with it (may be empty).
+
+    The platform logs models in MLflow 3's ``pt2`` format plus rebuildable weights
+    (``core.tracking.log_model``): ``torch.export`` keeps only ``forward``, so the
+    module is rebuilt with ``load_logged_model``. A model logged as a pickled
+    module (``serialization_format='pickle'``) loads with ``mlflow.pytorch``.
+    """
+    import mlflow.pytorch
+
+    from rayml_assets.core.tracking import load_logged_model  # heavy (Ray): only where a model is loaded
+
+    try:
+        return load_logged_model(model_uri)
+    except FileNotFoundError:
+        return mlflow.pytorch.load_model(model_uri, map_location="cpu"), {}
+
+
 def champion_from_mlflow(
     model_uri: str,
     *,
     model_name: str,
     model_version: str,
-    class_labels: Sequence[str],
-    delta_version: int,
-    cleaned_table_uri: str,
-    image_size: int = 32,
-    channels: int = 1,
+    class_labels: Sequence[str] | None = None,
+    delta_version: int | None = None,
+    cleaned_table_uri: str | None = None,
+    image_size: int | None = None,
+    channels: int | None = None,
     tracking_uri: str | None = None,
     registry_uri: str | None = None,
 ) -> Champion:
-    """Load the module behind ``model_uri`` (``models:/name@champion``, ``runs:/...``, a path).
+    """Load the champion behind ``model_uri`` (``models:/name@champion``, ``models:/name/3``, a path).
 
-    A missing alias or model version becomes :class:`NoChampionError`, so a
+    Arguments left ``None`` come from the metadata logged with the model. A
+    missing registered model or alias becomes :class:`NoChampionError`, so a
     monitoring run before the first registration fails with a clear message.
     """
     import mlflow
@@ -312,7 +331,7 @@ def champion_from_mlflow(
     if registry_uri:
         mlflow.set_registry_uri(registry_uri)
     try:
-        module = mlflow.pytorch.load_model(model_uri, map_location="cpu")
+        module, meta = load_module(model_uri)
     except MlflowException as exc:
         # "Registered model ... not found" / "Registered model alias ... not found." (the
         # latter comes as INVALID_PARAMETER_VALUE); other registry failures stay as they are.
@@ -320,42 +339,43 @@ def champion_from_mlflow(
             raise NoChampionError(f"{model_uri}: {exc.message}") from exc
         raise
     if not callable(getattr(module, "embed", None)):
-        # MLflow 3's default "pt2" format keeps only forward(); drift needs embed().
-        raise TypeError(f"{model_uri} loads without an embed() method: log it with serialization_format='pickle'")
+        raise TypeError(f"{model_uri} loads without an embed() method; drift detection needs the penultimate layer")
+
+    def pick(value, key: str, default=None):
+        value = meta.get(key, default) if value is None else value
+        if value is None:
+            raise ValueError(f"{model_uri}: {key} is neither given nor logged with the model")
+        return value
+
     return Champion(
         module=module,
         model_name=model_name,
         model_version=str(model_version),
-        class_labels=list(class_labels),
-        delta_version=int(delta_version),
-        cleaned_table_uri=cleaned_table_uri,
-        image_size=int(image_size),
-        channels=int(channels),
+        class_labels=list(pick(class_labels, "class_labels")),
+        delta_version=int(pick(delta_version, "delta_version")),
+        cleaned_table_uri=pick(cleaned_table_uri, "table_uri"),
+        image_size=int(pick(image_size, "image_size", 32)),
+        channels=int(pick(channels, "channels", 1)),
     )
 
 
 def champion_from_extras(extras: Mapping) -> Champion:
     """Build the champion from the Pipes extras every monitoring job script receives.
 
-    Keys: ``model_uri``, ``model_name``, ``model_version``, ``class_labels``,
-    ``delta_version``, ``cleaned_table_uri``; optional ``image_size``,
-    ``channels``, ``tracking_uri``, ``registry_uri``. ``model_uri`` missing or
-    empty means the lead's resolver found no champion.
+    Keys: ``model_uri``, ``model_name``, ``model_version``; optional (else read from
+    the model's logged metadata) ``class_labels``, ``delta_version``,
+    ``cleaned_table_uri``, ``image_size``, ``channels``; optional ``tracking_uri``,
+    ``registry_uri``. An empty ``model_uri`` means the caller found no champion.
     """
     if not extras.get("model_uri"):
         raise NoChampionError("no model_uri was passed to the job")
-    missing = [k for k in ("model_name", "model_version", "class_labels", "delta_version", "cleaned_table_uri") if extras.get(k) in (None, "")]
+    missing = [k for k in ("model_name", "model_version") if extras.get(k) in (None, "")]
     if missing:
         raise ValueError(f"job extras are missing {missing}")
+    optional = ("class_labels", "delta_version", "cleaned_table_uri", "image_size", "channels", "tracking_uri", "registry_uri")
     return champion_from_mlflow(
         extras["model_uri"],
         model_name=extras["model_name"],
         model_version=extras["model_version"],
-        class_labels=extras["class_labels"],
-        delta_version=extras["delta_version"],
-        cleaned_table_uri=extras["cleaned_table_uri"],
-        image_size=extras.get("image_size", 32),
-        channels=extras.get("channels", 1),
-        tracking_uri=extras.get("tracking_uri"),
-        registry_uri=extras.get("registry_uri"),
+        **{k: extras.get(k) for k in optional},
     )

@@ -34,6 +34,7 @@ from contextlib import contextmanager, nullcontext
 from importlib.metadata import version as installed_version
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -53,7 +54,9 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_I
 from rayml_assets.core import lake  # noqa: E402
 from rayml_assets.core.models import build_model  # noqa: E402
 from rayml_assets.core.training import load_checkpoint_model  # noqa: E402
-from rayml_assets.core.tuning import TrialSummary, TuningConfig, TuningResult  # noqa: E402
+
+if TYPE_CHECKING:  # tuning imports Ray; consumers of load_logged_model should not pay for it
+    from rayml_assets.core.tuning import TrialSummary, TuningConfig, TuningResult
 
 TAG_EXPERIMENT = "rayml.tune_experiment"
 TAG_ROLE = "rayml.role"

@@ -12,9 +12,13 @@ trial actor, schedulers (ASHA, PBT) and checkpoint hand-over between trials
 are native, and ``Tuner.restore`` resumes it. The flag is read when
 ``ray.train`` is imported, in the driver *and* in every Ray worker process, so
 
-- this module sets it in ``os.environ`` before its own ``import ray.train`` and
-  refuses to run if ``ray.train`` was already imported with V2 on;
+- :func:`pin_train_v1` sets it in ``os.environ``; :mod:`rayml_assets.core.tuning`
+  calls it before its own ``import ray.train`` and it refuses to go on if
+  ``ray.train`` was already imported with V2 on;
 - :func:`ray_runtime_env` carries it to the workers (``ray.init(runtime_env=...)``).
+
+This module imports Ray only inside the worker loop, so evaluation, checkpoint
+loading and the registry stay light (no Ray in the Dagster process).
 
 See docs/training.md for the resource arithmetic (logical CPUs per trial).
 
@@ -49,30 +53,27 @@ V2_FLAG = "RAY_TRAIN_V2_ENABLED"
 TRAIN_ENV = {V2_FLAG: "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}
 
 
-def _pin_train_v1() -> None:
+def pin_train_v1() -> None:
+    """Select Ray Train V1 for this process; call before anything imports ``ray.train``."""
     if "ray.train" in sys.modules and os.environ.get(V2_FLAG) != "0":
         raise RuntimeError(
-            "ray.train was imported with Ray Train V2 enabled before rayml_assets.core.training; "
+            "ray.train was imported with Ray Train V2 enabled before rayml_assets.core.tuning; "
             f"set {V2_FLAG}=0 before importing ray.train (see docs/training.md)"
         )
     os.environ.update(TRAIN_ENV)
 
 
-_pin_train_v1()
+import numpy as np
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-import numpy as np  # noqa: E402
-import pyarrow.dataset as pads  # noqa: E402
-import pyarrow.fs as pafs  # noqa: E402
-import ray.train  # noqa: E402
-import ray.train.torch  # noqa: E402
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info  # noqa: E402
-
-from rayml_assets.core import lake  # noqa: E402
-from rayml_assets.core.images import decode_to_array  # noqa: E402
-from rayml_assets.core.models import build_model  # noqa: E402
+from rayml_assets.core import lake
+from rayml_assets.core.images import decode_to_array
+from rayml_assets.core.models import build_model
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
@@ -420,6 +421,10 @@ def train_loop_per_worker(config: dict) -> None:
     rank 0, and resumes from ``ray.train.get_checkpoint()`` (fault-tolerance
     retries, ``Tuner.restore`` and PBT exploits all come through there).
     """
+    pin_train_v1()  # a no-op in workers started with ray_runtime_env(); guards anything else
+    import ray.train  # here, not at module level: evaluation and the registry do not need Ray
+    import ray.train.torch
+
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(max(1, int(config.get("threads_per_worker", 1))))

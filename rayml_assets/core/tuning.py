@@ -33,16 +33,19 @@ import pyarrow.fs as pafs
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rayml_assets.core.training import (  # first: pins Ray Train V1 before ray.train loads
+from rayml_assets.core.training import (
     HYPERPARAM_DEFAULTS,
     DataSpec,
     discover_labels,
     hyperparams,
+    pin_train_v1,
     ray_runtime_env,
     train_loop_per_worker,
 )
 
-import ray  # noqa: E402  (after the pin above)
+pin_train_v1()  # before the first import of ray.train below
+
+import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.train import ScalingConfig  # noqa: E402
 from ray.train.torch import TorchConfig, TorchTrainer  # noqa: E402
@@ -105,6 +108,7 @@ class SchedulerConfig(BaseModel):
     hyperparam_mutations: dict[str, Any] = Field(default_factory=dict, description="PBT: same format as search_space, no grid")
     quantile_fraction: float = Field(0.25, gt=0, le=0.5, description="PBT: bottom fraction that copies the top fraction")
     resample_probability: float = Field(0.25, ge=0, le=1, description="PBT: chance to resample instead of perturb")
+    synch: bool = Field(False, description="PBT: wait for every trial at each perturbation (needs them all running at once)")
 
     @field_validator("hyperparam_mutations")
     @classmethod
@@ -443,7 +447,8 @@ def _write_fingerprint(experiment_path: str, fingerprint: dict) -> None:
         f.write(json.dumps(fingerprint, sort_keys=True).encode())
 
 
-def build_trainer(config: TuningConfig, use_gpu: bool) -> TorchTrainer:
+def build_trainer(config: TuningConfig, use_gpu: bool, train_loop_config: dict | None = None, run_config=None) -> TorchTrainer:
+    """One trial's DDP trainer (``train_loop_config``/``run_config`` only when fitted on its own, outside Tune)."""
     per_worker: dict[str, float] = {"CPU": config.cpus_per_worker}
     if use_gpu:
         per_worker["GPU"] = config.gpus_per_worker or 1.0
@@ -456,6 +461,8 @@ def build_trainer(config: TuningConfig, use_gpu: bool) -> TorchTrainer:
             trainer_resources={"CPU": config.trainer_cpus},
         ),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        train_loop_config=train_loop_config,
+        run_config=run_config,
     )
 
 
@@ -470,6 +477,7 @@ def _scheduler(config: TuningConfig):
             hyperparam_mutations={"train_loop_config": {k: to_tune_domain(v) for k, v in s.hyperparam_mutations.items()}},
             quantile_fraction=s.quantile_fraction,
             resample_probability=s.resample_probability,
+            synch=s.synch,
         )
     return FIFOScheduler()
 
@@ -532,9 +540,10 @@ def run_tuning(
                 metric=config.metric,
                 mode=config.mode,
                 scheduler=_scheduler(config),
-                search_alg=BasicVariantGenerator(random_state=config.seed),
+                # the cap goes on the generator: Tune ignores TuneConfig.max_concurrent_trials
+                # when a search_alg (needed here for its seed) is given
+                search_alg=BasicVariantGenerator(random_state=config.seed, max_concurrent=config.max_concurrent_trials or 0),
                 num_samples=config.num_samples,
-                max_concurrent_trials=config.max_concurrent_trials,
                 reuse_actors=config.reuse_actors,
             ),
             run_config=tune.RunConfig(

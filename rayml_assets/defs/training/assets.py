@@ -1,0 +1,196 @@
+"""cleaned_images → tuned_model → registered_model → champion_model (thin; logic in core.tuning/registry)."""
+
+import subprocess
+from pathlib import Path
+from typing import Optional
+
+import yaml
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    Config,
+    DataVersion,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from pydantic import Field
+
+from rayml_assets.core import lake
+from rayml_assets.core.registry import register_challenger, promote, PromotionDecision
+from rayml_assets.core.tuning import CONFIGS_DIR, TuningConfig
+from rayml_assets.defs.dataset.assets import cleaned_images
+from rayml_assets.defs.lineage import markdown_table, pinned_version, upstream_metadata
+from rayml_assets.resources.compute import ComputeResource
+from rayml_assets.resources.mlflow import MlflowResource
+from rayml_assets.resources.storage import LakeResource, WorkspaceResource
+from rayml_assets.settings import load_profile
+
+TRAINING_GROUP = "training"
+SEARCH_SPACES = {"full": CONFIGS_DIR / "demo_tuning.yaml", "small": CONFIGS_DIR / "small_tuning.yaml"}
+
+
+def git_sha() -> Optional[str]:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class TunedModelConfig(Config):
+    tuning_yaml: Optional[str] = Field(
+        None,
+        description="A TuningConfig as YAML (search_space, num_samples, scheduler, stopper, workers…); "
+        "default: the profile's search space, rayml_assets/configs/{demo,small}_tuning.yaml",
+    )
+    experiment_name: Optional[str] = Field(
+        None, description="Tune experiment to create or resume; default: derived from the data version and config"
+    )
+
+    def tuning(self) -> TuningConfig:
+        if self.tuning_yaml:
+            return TuningConfig.model_validate(yaml.safe_load(self.tuning_yaml))
+        return TuningConfig.from_yaml(SEARCH_SPACES[load_profile().search_space])
+
+
+@asset(
+    deps=[cleaned_images],
+    group_name=TRAINING_GROUP,
+    kinds={"ray", "pytorch", "mlflow"},
+    description="AutoML with Ray Tune over Ray Train DDP trials on the pinned cleaned_images version; "
+    "an MLflow parent run with one child run per trial and the best model.",
+)
+def tuned_model(
+    context: AssetExecutionContext,
+    config: TunedModelConfig,
+    compute: ComputeResource,
+    lake_store: LakeResource,
+    workspace: WorkspaceResource,
+    mlflow_store: MlflowResource,
+) -> MaterializeResult:
+    version = pinned_version(context, cleaned_images.key)
+    try:
+        tuning = config.tuning()
+    except ValueError as exc:
+        raise Failure(description=f"invalid tuning config: {exc}") from exc
+    profile = load_profile()
+    settings = mlflow_store.settings()
+    extras = {
+        "lake_root": lake_store.lake_root,
+        "cleaned_version": version,
+        "tuning": tuning.model_dump(mode="json"),
+        "mlflow_tracking_uri": settings.tracking_uri,
+        "mlflow_registry_uri": settings.registry_uri,
+        "mlflow_experiment": settings.experiment_name,
+        "mlflow_artifact_location": settings.artifact_location,
+        "mlflow_ui_url": settings.ui_url,
+        "ray_address": profile.ray_address,
+        "ray_num_cpus": profile.ray_num_cpus,
+        "checkpoint_root": workspace.checkpoint_root,
+        "reports_dir": str(workspace.report_dir()),
+        "experiment_name": config.experiment_name,
+        "dagster_run_id": context.run_id,
+        "asset_key": context.asset_key.to_user_string(),
+        "git_sha": git_sha(),
+    }
+    context.log.info(f"tuning on cleaned_images@v{version}: {tuning.num_trials()} trials, scheduler {tuning.scheduler.type}")
+    return compute.run(context, job="train", extras=extras).get_materialize_result()
+
+
+class RegisteredModelConfig(Config):
+    promotion_margin: float = Field(0.0, description="The challenger must beat the champion's test accuracy by more than this")
+    min_accuracy: float = Field(0.9, description="Test accuracy a model needs before it can become champion")
+
+
+@asset(
+    deps=[tuned_model],
+    group_name=TRAINING_GROUP,
+    kinds={"mlflow"},
+    description="The best tuned model registered in the MLflow registry, evaluated on the test split of its own "
+    "Delta version, with the alias 'challenger' and a promotion decision against the champion.",
+)
+def registered_model(
+    context: AssetExecutionContext, config: RegisteredModelConfig, workspace: WorkspaceResource, mlflow_store: MlflowResource
+) -> MaterializeResult:
+    tuned = upstream_metadata(context, tuned_model.key)
+    report = register_challenger(
+        mlflow_store.settings(),
+        model_name=mlflow_store.model_name,
+        model_uri=tuned["best_model_uri"],
+        run_id=tuned["mlflow_run_id"],
+        table_uri=tuned["cleaned_table_uri"],
+        delta_version=int(tuned["delta_version"]),
+        reports_dir=workspace.report_dir("registry"),
+        dagster_run_id=context.run_id,
+        margin=config.promotion_margin,
+        min_accuracy=config.min_accuracy,
+    )
+    decision = report.decision
+    context.log.info(
+        f"{report.model_name} v{report.version} ({'new' if report.created else 'existing'} version): "
+        f"test accuracy {report.challenger.accuracy:.4f}; {decision.reason}"
+    )
+    challenger = report.challenger
+    per_class = {
+        label: f"{challenger.per_class_precision[label]:.3f} / {challenger.per_class_recall[label]:.3f}"
+        for label in challenger.class_labels
+    }
+    return MaterializeResult(
+        metadata={
+            "model_name": report.model_name,
+            "model_version": report.version,
+            "model_uri": report.model_uri,
+            "version_created": report.created,
+            "source_run_id": report.source_run_id,
+            "delta_version": report.delta_version,
+            "cleaned_table_uri": report.table_uri,
+            "test_accuracy": report.challenger.accuracy,
+            "test_images": report.challenger.n,
+            "precision_recall_per_class": markdown_table(per_class, "label", "precision / recall"),
+            "confusion_matrix": MetadataValue.path(report.confusion_png),
+            "champion_version": report.champion_version or "none",
+            "champion_test_accuracy": report.champion.accuracy if report.champion else -1.0,
+            "promotion_margin": decision.margin,
+            "min_accuracy": decision.min_accuracy,
+            "should_promote": decision.promote,
+            "decision": decision.reason,
+        },
+        data_version=DataVersion(f"{report.model_name}/{report.version}"),
+    )
+
+
+@asset(
+    deps=[registered_model],
+    group_name=TRAINING_GROUP,
+    kinds={"mlflow"},
+    description="The 'champion' alias. Moves to the challenger only when it beat the champion by the margin; "
+    "the blocking minimum-accuracy check on registered_model must pass first.",
+)
+def champion_model(context: AssetExecutionContext, mlflow_store: MlflowResource) -> MaterializeResult:
+    registered = upstream_metadata(context, registered_model.key)
+    decision = PromotionDecision(
+        promote=bool(registered["should_promote"]),
+        reason=registered["decision"],
+        challenger_accuracy=float(registered["test_accuracy"]),
+        champion_accuracy=None if registered["champion_version"] == "none" else float(registered["champion_test_accuracy"]),
+        margin=float(registered["promotion_margin"]),
+        min_accuracy=float(registered["min_accuracy"]),
+    )
+    moved = promote(mlflow_store.settings(), registered["model_name"], registered["model_version"], decision)
+    champion = registered["model_version"] if moved else registered["champion_version"]
+    if champion == "none":
+        raise Failure(description=f"no champion: the first challenger was not promoted ({decision.reason})")
+    context.log.info(f"champion is v{champion} ({'moved' if moved else 'kept'}: {decision.reason})")
+    return MaterializeResult(
+        metadata={
+            "model_name": registered["model_name"],
+            "champion_version": champion,
+            "moved": moved,
+            "decision": decision.reason,
+            "champion_uri": f"models:/{registered['model_name']}@champion",
+        },
+        data_version=DataVersion(f"{registered['model_name']}/{champion}"),
+    )
