@@ -9,6 +9,7 @@ from dagster import Definitions
 from rayml_assets.defs import automation, dataset, training
 from rayml_assets.resources.compute import compute_for_profile
 from rayml_assets.resources.mlflow import MlflowResource
+from rayml_assets.resources.ray import RayResource
 from rayml_assets.resources.storage import DatasetPolicy, LakeResource, LandingResource, WorkspaceResource
 from rayml_assets.settings import Profile, load_profile, rayml_home
 
@@ -28,6 +29,7 @@ def resources_for(profile: Profile) -> dict:
         ),
         "dataset_policy": DatasetPolicy(taxonomy=profile.taxonomy),
         "compute": compute_for_profile(profile),
+        "ray_cluster": RayResource(address=profile.ray_address, num_cpus=profile.ray_num_cpus),
         "mlflow_store": MlflowResource(
             tracking_uri=profile.mlflow_tracking_uri,
             registry_uri=profile.mlflow_registry_uri,

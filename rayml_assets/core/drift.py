@@ -196,8 +196,8 @@ def _subsample(x: DriftInputs, limit: int | None, seed: int) -> DriftInputs:
     return DriftInputs(x.embeddings[keep], x.probabilities[keep])
 
 
-class _PredictionTestsMixin:
-    """Shared plumbing: which tests run, on what arrays, and how a result is assembled."""
+class _DataBackendBase:
+    """What both data backends share: turning one test's numbers into a DriftTestResult."""
 
     config: DriftConfig
     reference: DriftInputs
@@ -209,7 +209,7 @@ class _PredictionTestsMixin:
                                None if dist_threshold is None else float(dist_threshold), len(self.reference), n)
 
 
-class AlibiDriftBackend(_PredictionTestsMixin):
+class AlibiDriftBackend(_DataBackendBase):
     """alibi-detect's ``MMDDrift(backend='pytorch')``, ``ChiSquareDrift`` and ``KSDrift``."""
 
     name = "alibi"
@@ -296,7 +296,7 @@ def mmd2_permutation_test(x: torch.Tensor, y: torch.Tensor, n_permutations: int,
     return p, observed.item(), threshold
 
 
-class ScipyDriftBackend(_PredictionTestsMixin):
+class ScipyDriftBackend(_DataBackendBase):
     """The same data drift tests without alibi-detect: torch MMD, scipy chi-squared and K-S."""
 
     name = "scipy"

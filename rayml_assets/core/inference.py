@@ -21,7 +21,7 @@ from PIL import UnidentifiedImageError
 
 from rayml_assets.core import lake
 from rayml_assets.core.images import decode_to_array, sha256_hex
-from rayml_assets.core.production import list_production_files, partition_key, read_files
+from rayml_assets.core.production import DEFAULT_MAX_FILES_PER_DAY, list_production_files, partition_key, read_files
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def predict_day(
     production_root: str,
     date: str,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    max_files: int | None = None,
+    max_files: int = DEFAULT_MAX_FILES_PER_DAY,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> DayPredictions:
     """Predict every image landed for ``date``. An empty day gives an empty table, not an error.
@@ -183,7 +183,7 @@ def predict_day(
     on landing; one bad upload must not block the day).
     """
     key = partition_key(date)
-    files = list_production_files(production_root, key, **({"max_files": max_files} if max_files else {}))
+    files = list_production_files(production_root, key, max_files)
     uris: list[str] = []
     images: list[bytes] = []
     skipped: list[tuple[str, str]] = []

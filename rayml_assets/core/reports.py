@@ -154,7 +154,8 @@ def p_value_plot(history: list[dict]) -> bytes:
     ax.set(title="Data drift: p-value per day (dashed: threshold)", ylabel="p-value")
     _date_axis(ax)
     if names:
-        ax.legend(loc="lower left", fontsize=7)
+        unique = dict(zip(*reversed(ax.get_legend_handles_labels())))  # one "drift" entry, not one per test
+        ax.legend(unique.values(), unique.keys(), loc="lower left", fontsize=7)
     fig.tight_layout()
     return figure_png(fig)
 

@@ -567,6 +567,7 @@ def run_tuning(
     finally:
         _PROGRESS_SINKS.pop(name, None)
     unfinished = len(grid) - grid.num_terminated - grid.num_errors
+    import sys; print("DBG grid", len(grid), grid.num_terminated, grid.num_errors, [t.status for t in grid._experiment_analysis.trials], file=sys.stderr)
     if unfinished:
         raise TuningInterrupted(experiment_path, unfinished)
     return summarize(grid, config, spec, name, experiment_path, restored)

@@ -149,13 +149,12 @@ class FsspecTree:
         return out, start + limit >= len(names)
 
 
-def tree_for(uri: str) -> tuple[Tree, str | None]:
-    """The tree to watch and, for a manifest CSV landing, the manifest's name (its folder is watched)."""
-    only = None
+def tree_for(uri: str) -> Tree:
+    """The tree to watch for a landing URI; a manifest CSV landing watches the manifest's folder."""
     if uri.endswith(MANIFEST_SUFFIX):
-        uri, only = uri.rsplit("/", 1)
+        uri = uri.rsplit("/", 1)[0]
     fs, root = fsspec.core.url_to_fs(uri)
-    return (LocalTree(root) if isinstance(fs, LocalFileSystem) else FsspecTree(uri)), only
+    return LocalTree(root) if isinstance(fs, LocalFileSystem) else FsspecTree(uri)
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from rayml_assets.core.inference import (
     read_predictions,
     write_predictions,
 )
-from rayml_assets.core.production import join_feedback_table, read_feedback
+from rayml_assets.core.production import DEFAULT_MAX_FILES_PER_DAY, join_feedback_table, read_feedback
 from rayml_assets.core.reports import ReportFiles, write_data_drift_report, write_model_drift_report
 from rayml_assets.jobs._pipes import Log, clean_metadata, dates_from, main, typed
 
@@ -86,8 +86,12 @@ def predictions_task(extras: dict, champion: Champion, dates: list[str], log: Lo
     out = []
     for day in dates:
         result = predict_day(
-            champion, extras["production_root"], day, int(extras.get("batch_size") or DEFAULT_BATCH_SIZE),
-            extras.get("max_files"), on_progress=lambda done, total, day=day: log(f"{day}: predicted {done}/{total} files"),
+            champion,
+            extras["production_root"],
+            day,
+            batch_size=int(extras.get("batch_size") or DEFAULT_BATCH_SIZE),
+            max_files=int(extras.get("max_files") or DEFAULT_MAX_FILES_PER_DAY),
+            on_progress=lambda done, total, day=day: log(f"{day}: predicted {done}/{total} files"),
         )
         version = write_predictions(uri, result, options)
         for source_uri, why in result.skipped:

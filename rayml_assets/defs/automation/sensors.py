@@ -48,7 +48,7 @@ from rayml_assets.resources.storage import LandingResource
 
 INTERVAL_S = int(os.environ.get("RAYML_SENSOR_INTERVAL_SECONDS", "30"))
 DEFAULT_RETRAIN_DAYS = 2
-RETRAIN_WINDOWS_KEPT = 50  # requested drift windows remembered in the cursor
+EPISODES_KEPT = 50  # drift episodes (first, last day) remembered in the cursor
 DRIFT_EVENTS_PER_TICK = 500
 _ACTIVE = [
     DagsterRunStatus.QUEUED,
@@ -114,16 +114,13 @@ def _file_sensor(context: SensorEvaluationContext, uri: str, key_of: KeyOf, job_
     cursor = json.dumps({"watch": found.cursor, "pending": {k: v.to_json() for k, v in pending.items()}})
     if requests:
         return SensorResult(run_requests=requests, cursor=cursor)
-    if found.missing:
-        reason = f"{uri} does not exist yet"
-    elif not found.caught_up:
-        reason = f"still scanning {uri}: {sum(v.count for v in pending.values())} new files so far"
-    elif waiting:
-        reason = "new files wait: " + "; ".join(waiting)
-    elif problems:
-        reason = f"only ignored files in {uri}: " + "; ".join(sorted(problems)[:5])
-    else:
-        reason = f"no new files in {uri}"
+    reasons = [f"{uri} does not exist yet"] if found.missing else []
+    if not found.caught_up:
+        reasons.append(f"still scanning {uri}: {sum(v.count for v in pending.values())} new files so far")
+    reasons += [f"new files wait: {w}" for w in waiting]
+    if problems:
+        reasons.append(f"ignored in {uri}: " + "; ".join(sorted(problems)[:5]))
+    reason = "; ".join(reasons) or f"no new files in {uri}"
     return SensorResult(skip_reason=reason, cursor=cursor)
 
 
@@ -232,13 +229,16 @@ def _drifted(context: SensorEvaluationContext, day: str, cache: dict[str, bool])
     return cache[day]
 
 
+def _shift(day: str, days: int) -> str:
+    return (date.fromisoformat(day) + timedelta(days=days)).isoformat()
+
+
 def drift_windows(days: list[str], k: int, drifted: Callable[[str], bool]) -> list[tuple[str, ...]]:
     """Every run of ``k`` consecutive drifted days that contains one of ``days``, oldest first."""
     windows = set()
     for day in days:
-        first = date.fromisoformat(day)
         for start in range(-(k - 1), 1):
-            window = tuple((first + timedelta(days=start + i)).isoformat() for i in range(k))
+            window = tuple(_shift(day, start + i) for i in range(k))
             if all(drifted(d) for d in window):
                 windows.add(window)
     return sorted(windows)
@@ -249,7 +249,7 @@ def drift_windows(days: list[str], k: int, drifted: Callable[[str], bool]) -> li
     minimum_interval_seconds=INTERVAL_S,
     default_status=DefaultSensorStatus.RUNNING,
     description="data_drift_report with is_drift on K consecutive days (RAYML_DRIFT_RETRAIN_DAYS, default 2) "
-    "requests retraining; a drift window is requested once, and overlapping windows are one episode.",
+    "requests retraining, once per episode of consecutive drifted days.",
 )
 def drift_retrain_sensor(context: SensorEvaluationContext) -> SensorResult:
     state = json.loads(context.cursor) if context.cursor else {}
@@ -260,20 +260,24 @@ def drift_retrain_sensor(context: SensorEvaluationContext) -> SensorResult:
     )
     after = max([r.storage_id for r in found.records], default=state.get("after"))
     touched = sorted({r.asset_materialization.partition for r in found.records if r.asset_materialization.partition})
-    requested = [tuple(w) for w in state.get("windows", [])]
+    episodes = [list(e) for e in state.get("episodes", [])]
     cache: dict[str, bool] = {}
     requests = []
     for window in drift_windows(touched, retrain_days(), lambda d: _drifted(context, d, cache)):
-        if any(window[0] <= w[-1] and w[0] <= window[-1] for w in requested):
-            continue  # the same drift episode already asked for a retrain
-        requested.append(window)
+        start, end = window[0], window[-1]
+        # Drifted days in a row are one episode: a window touching a requested one extends it, no new retrain.
+        near = [e for e in episodes if e[0] <= _shift(end, 1) and _shift(start, -1) <= e[1]]
+        if near:
+            near[0][:] = [min(near[0][0], start), max(near[0][1], end)]
+            continue
+        episodes.append([start, end])
         requests.append(
             RunRequest(
-                run_key=f"retrain:data_drift:{window[0]}:{window[-1]}",
+                run_key=f"retrain:data_drift:{start}:{end}",
                 tags={"rayml/retrain_reason": "data_drift", "rayml/drift_partitions": ",".join(window)},
             )
         )
-    cursor = json.dumps({"after": after, "windows": [list(w) for w in requested[-RETRAIN_WINDOWS_KEPT:]]})
+    cursor = json.dumps({"after": after, "episodes": sorted(episodes)[-EPISODES_KEPT:]})
     if requests:
         return SensorResult(run_requests=requests, cursor=cursor)
     return SensorResult(skip_reason=f"no new drift window of {retrain_days()} days in {len(found.records)} new reports", cursor=cursor)

@@ -7,7 +7,6 @@ from typing import Optional
 import yaml
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     Config,
     DataVersion,
     Failure,
@@ -17,13 +16,13 @@ from dagster import (
 )
 from pydantic import Field
 
-from rayml_assets.core import lake
-from rayml_assets.core.registry import register_challenger, promote, PromotionDecision
+from rayml_assets.core.registry import PromotionDecision, promote, register_challenger
 from rayml_assets.core.tuning import CONFIGS_DIR, TuningConfig
 from rayml_assets.defs.dataset.assets import cleaned_images
 from rayml_assets.defs.lineage import markdown_table, pinned_version, upstream_metadata
 from rayml_assets.resources.compute import ComputeResource
 from rayml_assets.resources.mlflow import MlflowResource
+from rayml_assets.resources.ray import RayResource
 from rayml_assets.resources.storage import LakeResource, WorkspaceResource
 from rayml_assets.settings import load_profile
 
@@ -70,13 +69,13 @@ def tuned_model(
     lake_store: LakeResource,
     workspace: WorkspaceResource,
     mlflow_store: MlflowResource,
+    ray_cluster: RayResource,
 ) -> MaterializeResult:
     version = pinned_version(context, cleaned_images.key)
     try:
         tuning = config.tuning()
     except ValueError as exc:
         raise Failure(description=f"invalid tuning config: {exc}") from exc
-    profile = load_profile()
     settings = mlflow_store.settings()
     extras = {
         "lake_root": lake_store.lake_root,
@@ -87,8 +86,7 @@ def tuned_model(
         "mlflow_experiment": settings.experiment_name,
         "mlflow_artifact_location": settings.artifact_location,
         "mlflow_ui_url": settings.ui_url,
-        "ray_address": profile.ray_address,
-        "ray_num_cpus": profile.ray_num_cpus,
+        **ray_cluster.job_extras(),
         "checkpoint_root": workspace.checkpoint_root,
         "reports_dir": str(workspace.report_dir()),
         "experiment_name": config.experiment_name,
