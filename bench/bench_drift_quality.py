@@ -38,10 +38,11 @@ def main() -> None:
     parser.add_argument("--per-day", type=int, default=200)
     parser.add_argument("--backend", default="alibi", choices=sorted(DATA_BACKENDS))
     parser.add_argument("--seed", type=int, default=0, help="stream seed")
+    parser.add_argument("--reference-splits", default=",".join(DriftConfig.reference_splits), help="comma-separated splits")
     args = parser.parse_args()
 
     _, champion = shared_champion(epochs=BENCH_EPOCHS)
-    config = DriftConfig(backend=args.backend)
+    config = DriftConfig(backend=args.backend, reference_splits=tuple(args.reference_splits.split(",")))
     print(f"champion test accuracy {accuracy(champion):.3f}; config {config}")
     reference = data_reference(champion, config)
     backend = DATA_BACKENDS[config.backend](config)

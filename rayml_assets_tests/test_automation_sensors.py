@@ -39,30 +39,39 @@ def tick(sensor, instance, cursor=None, landing=None) -> SensorResult:
     return result
 
 
+def two_ticks(sensor, instance, cursor=None, landing=None) -> SensorResult:
+    """New files are pending after the tick that finds them and requested after the next, quiet one."""
+    found = tick(sensor, instance, cursor, landing)
+    assert not found.run_requests, "requested before a quiet tick"
+    return tick(sensor, instance, found.cursor, landing)
+
+
 def test_landing_sensor_requests_each_batch_once(instance, landing):
     images = Path(landing.images_uri)
     first = tick(landing_sensor, instance, landing=landing)
     assert first.skip_reason and "does not exist" in first.skip_reason.skip_message
 
     write_batches(images, batches=3, only_batch=0, limit=60)
-    batch0 = tick(landing_sensor, instance, first.cursor, landing)
+    found = tick(landing_sensor, instance, first.cursor, landing)
+    assert "30 new files" in found.skip_reason.skip_message
+    batch0 = tick(landing_sensor, instance, found.cursor, landing)
     [request] = batch0.run_requests
     assert request.tags["rayml/new_files"] == "30"
-    replay = tick(landing_sensor, instance, first.cursor, landing)
+    replay = tick(landing_sensor, instance, found.cursor, landing)
     assert replay.run_requests[0].run_key == request.run_key, "a tick evaluated again asks for the same run"
 
     quiet = tick(landing_sensor, instance, batch0.cursor, landing)
     assert not quiet.run_requests and "no new files" in quiet.skip_reason.skip_message
 
     write_batches(images, batches=3, only_batch=1, limit=60)
-    [again] = tick(landing_sensor, instance, quiet.cursor, landing).run_requests
+    [again] = two_ticks(landing_sensor, instance, quiet.cursor, landing).run_requests
     assert again.run_key != request.run_key and again.tags["rayml/new_files"] == "20"
 
 
 def test_landing_sensor_waits_for_the_running_ingest_and_keeps_the_files(instance, landing):
     write_batches(Path(landing.images_uri), batches=3, only_batch=0, limit=30)
     instance.add_run(DagsterRun(job_name="ingest_landing_job", run_id="r" * 32, status=DagsterRunStatus.STARTED))
-    waiting = tick(landing_sensor, instance, landing=landing)
+    waiting = two_ticks(landing_sensor, instance, landing=landing)
     assert not waiting.run_requests and "in progress" in waiting.skip_reason.skip_message
     assert json.loads(waiting.cursor)["pending"][""]["count"] == 20
 
@@ -83,7 +92,7 @@ def test_production_sensor_requests_ended_days_and_ignores_malformed_folders(ins
     for day in ("2026-01-03", "2026-01-04", today, "2026-13-40", "latest", "2025-12-31"):
         _day_folder(landing.production_uri, day)
     Path(landing.production_uri, "2026-01-04", "notes.txt").write_text("not an image")
-    result = tick(production_sensor, instance, landing=landing)
+    result = two_ticks(production_sensor, instance, landing=landing)
     assert {r.partition_key: r.tags["rayml/new_files"] for r in result.run_requests} == {"2026-01-03": "2", "2026-01-04": "2"}
     warning = capfd.readouterr().err  # the sensor's context.log
     assert "'latest' is not a YYYY-MM-DD day" in warning and "'2026-13-40'" in warning and "before the first partition" in warning
@@ -98,7 +107,7 @@ def test_production_sensor_requests_ended_days_and_ignores_malformed_folders(ins
     assert not only_junk.run_requests and "'junk' is not a YYYY-MM-DD day" in only_junk.skip_reason.skip_message
 
     Path(landing.production_uri, "2026-01-03", "late.png").write_bytes(b"late")  # a late image for a past day
-    [late] = tick(production_sensor, instance, only_junk.cursor, landing).run_requests
+    [late] = two_ticks(production_sensor, instance, only_junk.cursor, landing).run_requests
     assert late.partition_key == "2026-01-03" and late.tags["rayml/new_files"] == "1"
     assert late.run_key != result.run_requests[0].run_key
 
@@ -110,7 +119,7 @@ def test_feedback_sensor_adds_predictions_only_when_missing(instance, landing):
     (feedback / "2026-01-04.csv").write_text("image_id,true_label,observed_at\n")
     (feedback / "readme.txt").write_text("x")
     instance.report_runless_asset_event(AssetMaterialization("predictions", partition="2026-01-04"))
-    result = tick(feedback_sensor, instance, landing=landing)
+    result = two_ticks(feedback_sensor, instance, landing=landing)
     selections = {r.partition_key: sorted(k.to_user_string() for k in r.asset_selection) for r in result.run_requests}
     assert selections == {"2026-01-03": ["model_drift_report", "predictions"], "2026-01-04": ["model_drift_report"]}
 

@@ -34,7 +34,7 @@ class FakeTree:
                 self.dirs["/".join(parts[: depth - 1])] = t
         if path not in self.files:
             self.dirs["/".join(parts[:-1])] = t
-        self.files[path] = (t, self.files.get(path, (0, 0))[1] + 1)
+        self.files[path] = (t, t)  # the version is the write's time: a re-created file is a new state
 
     def delete(self, path: str) -> None:
         if self.files.pop(path, None):
@@ -107,7 +107,8 @@ def test_a_file_rewritten_in_place_is_found_by_the_audit():
         tree.write(f"a/f{i:02d}")
     first = poll(tree, None, limit=100, settle_s=0, now_ns=tree.clock)
     assert len(first.changes) == 30
-    tree.files["a/f17"] = (tree._now(), 2)  # same name, new content: the folder's stamp does not move
+    now = tree._now()
+    tree.files["a/f17"] = (now, now)  # same name, new content: the folder's stamp does not move
     cursor, found, ticks = first.cursor, [], 0
     while not found:
         ticks += 1

@@ -29,10 +29,11 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from importlib.metadata import version as installed_version
 from dataclasses import dataclass
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -214,7 +215,7 @@ class TuningTracker:
         logged = self._logged_params(run_id)
         params = [Param(k, str(v)) for k, v in trial.hyperparams.items() if k not in logged]
         done = {m.step for m in self.client.get_metric_history(run_id, "val_accuracy")}
-        timestamp = int(pd.Timestamp.now().timestamp() * 1000)
+        timestamp = int(time.time() * 1000)
         metrics = [
             Metric(key, float(row[key]), timestamp, int(row["epoch"]))
             for row in trial.history
@@ -249,7 +250,7 @@ class TuningTracker:
         }
         if result.best_val_accuracy is not None:
             summary["best_val_accuracy"] = result.best_val_accuracy
-        timestamp = int(pd.Timestamp.now().timestamp() * 1000)
+        timestamp = int(time.time() * 1000)
         self.client.log_batch(
             parent_run_id,
             params=[Param(k, str(v)) for k, v in params.items() if k not in logged],

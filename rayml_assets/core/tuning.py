@@ -18,11 +18,14 @@ from their last checkpoint. A fingerprint file pins the experiment to one
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -286,11 +289,29 @@ class TrialEvent:
 # experiment brings back the pickled ones. The callback therefore holds only a
 # key; the live sink (e.g. pipes.log.info) is looked up here at call time.
 _PROGRESS_SINKS: dict[str, Callable[[TrialEvent], None]] = {}
+# Experiments whose fit() was stopped by SIGINT/SIGUSR1. Tune then returns a
+# normal-looking ResultGrid without the trials its searcher had not created yet.
+_INTERRUPTED: set[str] = set()
+
+
+def _note_interrupt(key: str, tune_handler: Callable, signum, frame) -> None:
+    _INTERRUPTED.add(key)
+    tune_handler(signum, frame)
 
 
 class _ProgressCallback(tune.Callback):
     def __init__(self, sink_key: str):
         self.sink_key = sink_key
+
+    def setup(self, **info):
+        # Tune installed its graceful-stop handlers just before calling this;
+        # wrap them to remember that the run was interrupted.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGUSR1):
+            tune_handler = signal.getsignal(signum)
+            if callable(tune_handler):
+                signal.signal(signum, functools.partial(_note_interrupt, self.sink_key, tune_handler))
 
     def _emit(self, kind: str, trial, metrics: Mapping) -> None:
         sink = _PROGRESS_SINKS.get(self.sink_key)
@@ -562,14 +583,15 @@ def run_tuning(
 
     if on_event is not None:
         _PROGRESS_SINKS[name] = on_event
+    _INTERRUPTED.discard(name)
     try:
         grid = tuner.fit()
     finally:
         _PROGRESS_SINKS.pop(name, None)
     unfinished = len(grid) - grid.num_terminated - grid.num_errors
-    import sys; print("DBG grid", len(grid), grid.num_terminated, grid.num_errors, [t.status for t in grid._experiment_analysis.trials], file=sys.stderr)
-    if unfinished:
-        raise TuningInterrupted(experiment_path, unfinished)
+    if name in _INTERRUPTED or unfinished:
+        # trials the searcher had not created yet are not in the grid at all
+        raise TuningInterrupted(experiment_path, unfinished + max(0, config.num_trials() - len(grid)))
     return summarize(grid, config, spec, name, experiment_path, restored)
 
 
@@ -581,24 +603,32 @@ def _best_checkpoint(result, metric: str, mode: str) -> tuple[str | None, dict |
     return ckpt.path, dict(metrics)
 
 
+def _row_hyperparams(row: Mapping) -> dict:
+    """Hyperparameters from a flattened result row (``config/train_loop_config/lr`` ...)."""
+    prefix = "config/train_loop_config/"
+    found = {k[len(prefix):]: (v.item() if hasattr(v, "item") else v) for k, v in row.items() if k.startswith(prefix)}
+    return hyperparams(found)
+
+
 def summarize(grid, config: TuningConfig, spec: DataSpec, name: str, experiment_path: str, restored: bool) -> TuningResult:
-    """Turn Tune's ResultGrid into a :class:`TuningResult` (pure bookkeeping, no training)."""
+    """Turn Tune's ResultGrid into a :class:`TuningResult` (pure bookkeeping, no training).
+
+    Identity and hyperparameters come from each trial's own result rows: after a
+    PBT exploit, ``Result.metrics``/``Result.config`` hold the donor's last result.
+    """
     trials = []
     for result in grid:
-        metrics = result.metrics or {}
         df = result.metrics_dataframe
-        history = []
-        if df is not None and len(df):
-            df = df.sort_values("training_iteration")
-            history = [{k: row[k] for k in (*CURVE_KEYS, "restored_from") if k in row} for row in df.to_dict("records")]
-        trial_id = metrics.get("trial_id") or Path(result.path).name
-        last_epoch = int(metrics.get("epoch", 0))
+        rows = df.sort_values("training_iteration").to_dict("records") if df is not None and len(df) else []
+        history = [{k: row[k] for k in (*CURVE_KEYS, "restored_from") if k in row} for row in rows]
+        trial_id = rows[0]["trial_id"] if rows else Path(result.path).name
+        last_epoch = int(history[-1].get("epoch", 0)) if history else 0
         val_accuracies = [float(r["val_accuracy"]) for r in history if r.get("val_accuracy") is not None]
         checkpoint_path, checkpoint_metrics = _best_checkpoint(result, config.metric, config.mode)
         trials.append(
             TrialSummary(
                 trial_id=trial_id,
-                hyperparams=hyperparams((result.config or {}).get("train_loop_config", {})),
+                hyperparams=_row_hyperparams(rows[-1]) if rows else hyperparams({}),
                 status="ERROR" if result.error else "TERMINATED",
                 epochs_trained=len(history),
                 last_epoch=last_epoch,
@@ -620,6 +650,9 @@ def summarize(grid, config: TuningConfig, spec: DataSpec, name: str, experiment_
     if scored:
         pick = max if config.mode == "max" else min
         best = pick(scored, key=lambda t: t.best_checkpoint_metrics[config.metric])
-        out.best_trial_id, out.best_params, out.best_checkpoint_path = best.trial_id, best.hyperparams, best.best_checkpoint_path
+        # the config that produced the best checkpoint (PBT may have changed it since)
+        checkpoint_config = (best.best_checkpoint_metrics.get("config") or {}).get("train_loop_config")
+        out.best_params = hyperparams(checkpoint_config) if checkpoint_config else best.hyperparams
+        out.best_trial_id, out.best_checkpoint_path = best.trial_id, best.best_checkpoint_path
         out.best_val_accuracy = best.best_checkpoint_metrics.get("val_accuracy")
     return out

@@ -172,6 +172,7 @@ class Poll:
     caught_up: bool  # no changed folder is left to scan: every change so far is in ``changes``
     inspected: int  # entries read this tick (the tick's cost)
     missing: bool = False  # the root does not exist (yet)
+    settling: bool = False  # saw files changed within the settle margin: they come next tick
 
 
 @dataclass
@@ -227,6 +228,7 @@ class _Tick:
         self.tree, self.st, self.now_ns, self.settle_ns = tree, st, now_ns, settle_ns
         self.changes: list[Change] = []
         self.inspected = 0
+        self.settling = False
 
     def start(self, rel: str) -> _Pass | None:
         try:
@@ -254,7 +256,7 @@ class _Tick:
                 continue
             p.files = True
             if e.changed_ns > until:
-                p.unsettled = True  # still being written, or changed after the pass began: next pass
+                p.unsettled = self.settling = True  # still being written, or changed after the pass began: next pass
             elif e.changed_ns > seen:
                 self.changes.append(Change(rel, f"{e.uri}|{e.size}|{e.modified}"))
         if entries:
@@ -329,7 +331,7 @@ def poll(
         if tick.step(st.audit, budget, None):
             st.audited, st.audit = st.audit.folder, None
         budget -= tick.inspected - before
-    return Poll(tick.changes, st.dump(), caught_up, tick.inspected)
+    return Poll(tick.changes, st.dump(), caught_up, tick.inspected, settling=tick.settling)
 
 
 @dataclass

@@ -158,6 +158,7 @@ def _graceful_sigterm() -> None:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars would flood the Pipes log
     _graceful_sigterm()
     with open_dagster_pipes() as context:
         main(context)

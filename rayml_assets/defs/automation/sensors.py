@@ -1,9 +1,10 @@
 """Sensors: new landed files request runs, and confirmed drift requests retraining.
 
 The three file sensors share one mechanism (``core.watch``): each tick reads a
-bounded slice of the landing, adds the changed files to a *pending* set per
-requested key (a day, or the whole landing), and requests a run once the scan
-has caught up. The cursor (JSON, stored by Dagster, so it survives daemon
+bounded slice of the landing and adds the changed files to a *pending* set per
+requested key (a day, or the whole landing). Once a tick finds nothing new (the
+scan has caught up and the upload has paused), the pending sets are requested:
+new files are requested on the second tick after they land. The cursor (JSON, stored by Dagster, so it survives daemon
 restarts) holds the watcher's per-folder marks plus those pending sets. A
 run_key is derived from the set of files it covers, so a tick that is evaluated
 again after a crash asks for the same run and Dagster drops the repeat.
@@ -58,6 +59,7 @@ _ACTIVE = [
     DagsterRunStatus.CANCELING,
 ]
 WHOLE_LANDING = ""  # the landing sensor's single pending key
+MAX_WAIT_TICKS = 5  # ticks new files may wait for a quiet tick
 
 
 def _env_number(name: str, default: float, cast=float):
@@ -92,31 +94,42 @@ def _file_sensor(context: SensorEvaluationContext, uri: str, key_of: KeyOf, job_
         settle_s=_env_number("RAYML_SENSOR_SETTLE_SECONDS", DEFAULT_SETTLE_S),
     )
     pending = {k: FileSet.from_json(v) for k, v in state.get("pending", {}).items()}
-    problems = set()
+    problems, changed = set(), set()
     for change in found.changes:
         key, problem = key_of(change.path)
         if key is not None:
             pending.setdefault(key, FileSet()).add(change)
+            changed.add(key)
         elif problem:
             problems.add(problem)
     if problems:
         context.log.warning(f"ignored in {uri}: " + "; ".join(sorted(problems)[:20]))
 
+    # A key is requested after a tick that brought it nothing new, so an upload that spans ticks is
+    # one run, not one per tick; but it never waits more than MAX_WAIT_TICKS (a steady trickle).
+    waited = {k: state.get("waited", {}).get(k, 0) + 1 for k in pending}
     requests, waiting = [], []
     last_day = DAILY.get_last_partition_key()
-    for key in sorted(pending) if found.caught_up else []:  # a run covers a complete scan
+    for key in sorted(pending):
+        quiet = key not in changed and not found.settling
+        if not found.caught_up or not (quiet or waited[key] > MAX_WAIT_TICKS):
+            continue
         if key and key > last_day:
             waiting.append(f"day {key} has not ended")
         elif _in_flight(context, job_name, key or None):
             waiting.append(f"a {job_name} run{' for ' + key if key else ''} is in progress")
         else:
             requests.append(make_request(key, pending.pop(key)))
-    cursor = json.dumps({"watch": found.cursor, "pending": {k: v.to_json() for k, v in pending.items()}})
+    cursor = json.dumps({
+        "watch": found.cursor,
+        "pending": {k: v.to_json() for k, v in pending.items()},
+        "waited": {k: waited[k] for k in pending},
+    })
     if requests:
         return SensorResult(run_requests=requests, cursor=cursor)
     reasons = [f"{uri} does not exist yet"] if found.missing else []
-    if not found.caught_up:
-        reasons.append(f"still scanning {uri}: {sum(v.count for v in pending.values())} new files so far")
+    if len(waiting) < len(pending):
+        reasons.append(f"{sum(v.count for v in pending.values())} new files in {uri}; requesting after a quiet tick")
     reasons += [f"new files wait: {w}" for w in waiting]
     if problems:
         reasons.append(f"ignored in {uri}: " + "; ".join(sorted(problems)[:5]))
