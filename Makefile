@@ -17,7 +17,10 @@ export RAY_USAGE_STATS_ENABLED := 0
 export DAGSTER_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-DEMO_SELECTION ?= raw_images,cleaned_images
+DEMO_GRAPH := raw_images,cleaned_images,tuned_model,registered_model,champion_model,shap_report
+DEMO_MONITORING := predictions,data_drift_report,model_drift_report
+DEMO_DAYS := 6
+DEMO_RANGE := 2026-01-01...2026-01-06
 
 .PHONY: install iac-venv demo test dev sample mlflow-ui deploy bench clean
 
@@ -45,9 +48,11 @@ $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 
 sample: install
 	$(BIN)/python -m rayml_assets.sample
+	$(BIN)/python -m rayml_assets.sample_stream --days $(DEMO_DAYS) --per-day 200
 
 demo: install $(DAGSTER_HOME)/dagster.yaml sample
-	$(BIN)/dagster asset materialize -m rayml_assets.definitions --select '$(DEMO_SELECTION)'
+	$(BIN)/dagster asset materialize -m rayml_assets.definitions --select '$(DEMO_GRAPH)'
+	$(BIN)/dagster asset materialize -m rayml_assets.definitions --select '$(DEMO_MONITORING)' --partition-range '$(DEMO_RANGE)'
 	@echo "Done. Open the UI with 'make dev' to see lineage and metadata; everything is under $(RAYML_HOME)."
 
 test: install iac-venv

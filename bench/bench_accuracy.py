@@ -25,13 +25,17 @@ def main() -> None:
     config = demo_tuning()
     with digits_lake(config.image_size) as (tmp, uri, version), ray_cluster(args.num_cpus):
         started = time.perf_counter()
-        result = run_tuning(config, table_uri=uri, version=version, storage_path=str(tmp / "ray_results"), experiment_name="demo")
+        result = run_tuning(
+            config, table_uri=uri, version=version, storage_path=str(tmp / "ray_results"), experiment_name="demo"
+        )
         tuned = time.perf_counter() - started
         model, meta = load_checkpoint_model(result.best_checkpoint_path)
         spec = DataSpec(uri, version, tuple(meta["class_labels"]), config.image_size, config.channels)
         test = evaluate(model, spec, "test")
-    print(f"demo config: {result.num_trials} trials, {result.num_stopped_early} stopped early, "
-          f"{result.epochs_used}/{result.epochs_full} epochs, tuning {tuned:.0f} s on {args.num_cpus} logical CPUs")
+    print(
+        f"demo config: {result.num_trials} trials, {result.num_stopped_early} stopped early, "
+        f"{result.epochs_used}/{result.epochs_full} epochs, tuning {tuned:.0f} s on {args.num_cpus} logical CPUs"
+    )
     print(f"best params: {result.best_params}")
     print(f"best val accuracy {result.best_val_accuracy:.4f}; test accuracy {test.accuracy:.4f} on {test.n} images")
     print(f"test_accuracy = {test.accuracy:.4f}  (goal >= 0.95)")

@@ -14,11 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from training_common import digits_lake, ray_cluster  # noqa: E402
-
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
+from training_common import digits_lake, ray_cluster  # noqa: E402
 
 from rayml_assets.core.models import build_model  # noqa: E402
 from rayml_assets.core.training import DataSpec, DeltaImageStream, discover_labels, random_affine, shard_sizes  # noqa: E402
@@ -52,11 +51,18 @@ def ddp(spec: DataSpec, epochs: int, batch_size: int, workers: int, storage: str
     from rayml_assets.core.tuning import TuningConfig, build_trainer, param_space
 
     config = TuningConfig(
-        search_space={"lr": 0.05, "batch_size": batch_size // workers}, max_epochs=epochs, num_workers=workers,
-        cpus_per_worker=1, image_size=spec.image_size,
+        search_space={"lr": 0.05, "batch_size": batch_size // workers},
+        max_epochs=epochs,
+        num_workers=workers,
+        cpus_per_worker=1,
+        image_size=spec.image_size,
     )
-    trainer = build_trainer(config, use_gpu=False, train_loop_config=param_space(config, spec)["train_loop_config"],
-                            run_config=RunConfig(storage_path=storage, name="ddp"))
+    trainer = build_trainer(
+        config,
+        use_gpu=False,
+        train_loop_config=param_space(config, spec)["train_loop_config"],
+        run_config=RunConfig(storage_path=storage, name="ddp"),
+    )
     result = trainer.fit()
     return [float(v) for v in result.metrics_dataframe.sort_values("epoch")["train_samples_per_s"]]
 
@@ -75,7 +81,10 @@ def main() -> None:
             distributed = ddp(spec, args.epochs, args.batch_size, workers=2, storage=str(tmp / "ray_results"))
     # the first epoch pays for warm-up (allocator, gloo buffers): compare the steady state
     single_rate, ddp_rate = statistics.median(single[1:]), statistics.median(distributed[1:])
-    print(f"digits {args.image_size}x{args.image_size}, {train_rows} train images, global batch {args.batch_size}, {args.epochs} epochs")
+    print(
+        f"digits {args.image_size}x{args.image_size}, {train_rows} train images, "
+        f"global batch {args.batch_size}, {args.epochs} epochs"
+    )
     print(f"single process, 2 threads : {single_rate:8.1f} samples/s  (epochs: {[round(r) for r in single]})")
     print(f"Ray Train DDP, 2 x 1 thread: {ddp_rate:8.1f} samples/s  (epochs: {[round(r) for r in distributed]})")
     print(f"ddp_over_single_ratio = {ddp_rate / single_rate:.2f}  (goal >= 0.80)")

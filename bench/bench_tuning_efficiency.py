@@ -25,11 +25,19 @@ SEARCH = {
 
 def run(scheduler: dict, args, tmp: Path, uri: str, version: int) -> tuple[float, int, int, float]:
     config = TuningConfig(
-        search_space=SEARCH, num_samples=args.samples, max_epochs=args.epochs, image_size=args.image_size,
-        num_workers=1, cpus_per_worker=1, seed=7, scheduler=scheduler,
+        search_space=SEARCH,
+        num_samples=args.samples,
+        max_epochs=args.epochs,
+        image_size=args.image_size,
+        num_workers=1,
+        cpus_per_worker=1,
+        seed=7,
+        scheduler=scheduler,
     )
     started = time.perf_counter()
-    result = run_tuning(config, table_uri=uri, version=version, storage_path=str(tmp / "ray_results"), experiment_name=scheduler["type"])
+    result = run_tuning(
+        config, table_uri=uri, version=version, storage_path=str(tmp / "ray_results"), experiment_name=scheduler["type"]
+    )
     return result.best_val_accuracy, result.epochs_used, result.num_trials, time.perf_counter() - started
 
 

@@ -3,9 +3,7 @@
 ``RAYML_PROFILE`` (default ``local``) picks ``rayml_assets/profiles/<name>.yaml``.
 """
 
-import warnings
-
-from dagster import BetaWarning, Definitions
+from dagster import Definitions
 
 from rayml_assets.defs import automation, dataset, monitoring, training
 from rayml_assets.resources.compute import compute_for_profile
@@ -13,10 +11,6 @@ from rayml_assets.resources.mlflow import MlflowResource
 from rayml_assets.resources.ray import RayResource
 from rayml_assets.resources.storage import DatasetPolicy, LakeResource, LandingResource, WorkspaceResource
 from rayml_assets.settings import Profile, load_profile, rayml_home
-
-
-# BackfillPolicy is beta in Dagster 1.13; we rely on it knowingly (single-run range backfills).
-warnings.filterwarnings("ignore", category=BetaWarning)
 
 
 def resources_for(profile: Profile) -> dict:

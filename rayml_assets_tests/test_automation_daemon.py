@@ -55,7 +55,7 @@ def test_daemon_restart_neither_misses_nor_repeats_landing_runs(stack, profile, 
 
     write_batches(landing, batches=3, only_batch=2, limit=60)  # lands with the restarted daemon
     stack.wait_for_runs(3, 180, **INGEST_RUNS)
-    time.sleep(12)  # two more sensor ticks: nothing further may be requested
+    time.sleep(11)  # two more sensor ticks (the daemon's sensor loop runs every 5 s): nothing further may be requested
     runs = stack.runs(**INGEST_RUNS)
     assert len(runs) == 3, [r["tags"] for r in runs]
     assert len({r["tags"]["dagster/run_key"] for r in runs}) == 3
@@ -81,7 +81,7 @@ query($id: String!) {
 
 
 def test_a_backfill_over_a_date_range_runs_once_per_day(stack):
-    days = [f"2026-01-0{d}" for d in range(1, 6)]
+    days = ["2026-01-01", "2026-01-02", "2026-01-03"]
     launched = stack.graphql(
         LAUNCH_BACKFILL, params={"assetSelection": [{"path": ["daily_probe"]}], "partitionNames": days, "title": "test"}
     )["launchPartitionBackfill"]
@@ -93,7 +93,7 @@ def test_a_backfill_over_a_date_range_runs_once_per_day(stack):
         return backfill if backfill["status"] not in ("REQUESTED", "CANCELING", "FAILING") else None
 
     backfill = wait_for(f"backfill {backfill_id}", done, 240, 2, stack.logs)
-    assert backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS") and backfill["numPartitions"] == 5, backfill
+    assert backfill["status"] in ("COMPLETED", "COMPLETED_SUCCESS") and backfill["numPartitions"] == len(days), backfill
     runs = stack.runs(tags=[{"key": "dagster/backfill", "value": backfill_id}])
     assert sorted(r["tags"]["dagster/partition"] for r in runs) == days, "one run per partition"
     assert {r["status"] for r in runs} == {"SUCCESS"}

@@ -96,8 +96,14 @@ def flow():
         settings = MlflowSettings.local(work / "home", experiment_name="test-registry")
         client = settings.client()
         experiment_id = ensure_experiment(settings)
-        meta = {"model": "small_cnn", "class_labels": list(spec.class_labels), "channels": 1, "image_size": 16,
-                "table_uri": uri, "delta_version": version}
+        meta = {
+            "model": "small_cnn",
+            "class_labels": list(spec.class_labels),
+            "channels": 1,
+            "image_size": 16,
+            "table_uri": uri,
+            "delta_version": version,
+        }
 
         def logged(model) -> tuple[str, str]:
             run_id = client.create_run(experiment_id).info.run_id
@@ -106,19 +112,38 @@ def flow():
         good, bad = _train_quickly(spec, epochs=4), build_model("small_cnn", 10, 1).eval()
         good_run, good_uri = logged(good)
         bad_run, bad_uri = logged(bad)
-        common = {"table_uri": uri, "delta_version": version, "reports_dir": work / "reports", "margin": 0.01, "min_accuracy": 0.3}
+        common = {
+            "table_uri": uri,
+            "delta_version": version,
+            "reports_dir": work / "reports",
+            "margin": 0.01,
+            "min_accuracy": 0.3,
+        }
 
-        first = register_challenger(settings, model_name=MODEL, model_uri=good_uri, run_id=good_run, dagster_run_id="run-a", **common)
+        first = register_challenger(
+            settings, model_name=MODEL, model_uri=good_uri, run_id=good_run, dagster_run_id="run-a", **common
+        )
         first_promoted = promote(settings, MODEL, first.version, first.decision)
-        again = register_challenger(settings, model_name=MODEL, model_uri=good_uri, run_id=good_run, dagster_run_id="run-b", **common)
+        again = register_challenger(
+            settings, model_name=MODEL, model_uri=good_uri, run_id=good_run, dagster_run_id="run-b", **common
+        )
         versions_after_again = len(client.search_model_versions(f"name='{MODEL}'"))
-        worse = register_challenger(settings, model_name=MODEL, model_uri=bad_uri, run_id=bad_run, dagster_run_id="run-c", **common)
+        worse = register_challenger(
+            settings, model_name=MODEL, model_uri=bad_uri, run_id=bad_run, dagster_run_id="run-c", **common
+        )
         worse_promoted = promote(settings, MODEL, worse.version, worse.decision)
         # the table moves on after registration: lineage must still point at the old version
         write_digits_table(lake_root, n=150, image_size=16, offset=500)
         yield {
-            "settings": settings, "spec": spec, "good": good, "first": first, "first_promoted": first_promoted,
-            "again": again, "versions_after_again": versions_after_again, "worse": worse, "worse_promoted": worse_promoted,
+            "settings": settings,
+            "spec": spec,
+            "good": good,
+            "first": first,
+            "first_promoted": first_promoted,
+            "again": again,
+            "versions_after_again": versions_after_again,
+            "worse": worse,
+            "worse_promoted": worse_promoted,
         }
 
 

@@ -84,15 +84,28 @@ def _encode(value: dict) -> str:
 def run_pipes_job(workdir: Path, extras: dict, tag: str) -> tuple[train_job.TrainJobOutput, list[dict]]:
     """Run the job's main() inside a real Pipes context; returns its output and the Pipes messages."""
     context_path, messages_path = workdir / f"{tag}-context.json", workdir / f"{tag}-messages.jsonl"
-    context_path.write_text(json.dumps({
-        "asset_keys": ["tuned_model"], "code_version_by_asset_key": None, "provenance_by_asset_key": None,
-        "partition_key": None, "partition_key_range": None, "partition_time_window": None,
-        "run_id": extras["dagster_run_id"], "job_name": "test", "retry_number": 0, "extras": extras,
-    }))
-    loader = PipesMappingParamsLoader({
-        DAGSTER_PIPES_CONTEXT_ENV_VAR: _encode({"path": str(context_path)}),
-        DAGSTER_PIPES_MESSAGES_ENV_VAR: _encode({"path": str(messages_path)}),
-    })
+    context_path.write_text(
+        json.dumps(
+            {
+                "asset_keys": ["tuned_model"],
+                "code_version_by_asset_key": None,
+                "provenance_by_asset_key": None,
+                "partition_key": None,
+                "partition_key_range": None,
+                "partition_time_window": None,
+                "run_id": extras["dagster_run_id"],
+                "job_name": "test",
+                "retry_number": 0,
+                "extras": extras,
+            }
+        )
+    )
+    loader = PipesMappingParamsLoader(
+        {
+            DAGSTER_PIPES_CONTEXT_ENV_VAR: _encode({"path": str(context_path)}),
+            DAGSTER_PIPES_MESSAGES_ENV_VAR: _encode({"path": str(messages_path)}),
+        }
+    )
     # A fresh context each time: open_dagster_pipes() returns the process-wide one once set.
     with PipesContext(loader, PipesDefaultContextLoader(), PipesDefaultMessageWriter()) as pipes:
         output = train_job.main(pipes)
@@ -102,15 +115,28 @@ def run_pipes_job(workdir: Path, extras: dict, tag: str) -> tuple[train_job.Trai
 @pytest.fixture(scope="module")
 def asha_extras(ray_cluster, digits, workdir, mlflow_settings) -> dict:
     config = TuningConfig(
-        search_space=SEARCH, num_samples=2, max_epochs=2, image_size=IMAGE_SIZE, num_workers=2, cpus_per_worker=1,
+        search_space=SEARCH,
+        num_samples=2,
+        max_epochs=2,
+        image_size=IMAGE_SIZE,
+        num_workers=2,
+        cpus_per_worker=1,
         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
     )
     return {
-        "lake_root": str(workdir / "lake"), "cleaned_version": digits[1], "tuning": config.model_dump(mode="json"),
-        "mlflow_tracking_uri": mlflow_settings.tracking_uri, "mlflow_registry_uri": mlflow_settings.registry_uri,
-        "mlflow_experiment": mlflow_settings.experiment_name, "mlflow_artifact_location": mlflow_settings.artifact_location,
-        "mlflow_ui_url": "http://127.0.0.1:5000", "checkpoint_root": str(workdir / "ray_results"),
-        "reports_dir": str(workdir / "reports"), "dagster_run_id": "run-1", "asset_key": "tuned_model", "git_sha": "abc123",
+        "lake_root": str(workdir / "lake"),
+        "cleaned_version": digits[1],
+        "tuning": config.model_dump(mode="json"),
+        "mlflow_tracking_uri": mlflow_settings.tracking_uri,
+        "mlflow_registry_uri": mlflow_settings.registry_uri,
+        "mlflow_experiment": mlflow_settings.experiment_name,
+        "mlflow_artifact_location": mlflow_settings.artifact_location,
+        "mlflow_ui_url": "http://127.0.0.1:5000",
+        "checkpoint_root": str(workdir / "ray_results"),
+        "reports_dir": str(workdir / "reports"),
+        "dagster_run_id": "run-1",
+        "asset_key": "tuned_model",
+        "git_sha": "abc123",
     }
 
 
@@ -179,7 +205,9 @@ def test_mlflow_parent_child_runs_dataset_and_model(asha_job, mlflow_settings, d
     assert dataset_input.dataset.name == f"cleaned_images@v{digits[1]}"
     assert json.loads(dataset_input.dataset.source) == {"path": digits[0], "delta_table_version": digits[1]}
 
-    children = client.search_runs([parent.info.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent.info.run_id}'"
+    )
     assert len(children) == 4
     by_trial = {t.trial_id: t for t in output.result.trials}
     for child in children:
@@ -205,9 +233,15 @@ def test_rerunning_a_finished_job_restores_it_without_training(asha_job, asha_ex
     before = {p: p.read_bytes() for p in results}
     again, messages = run_pipes_job(workdir, {**asha_extras, "dagster_run_id": "run-2"}, "asha-again")
     assert again.result.restored
-    assert {t.trial_id: t.epochs_trained for t in again.result.trials} == {t.trial_id: t.epochs_trained for t in first.result.trials}
+    assert {t.trial_id: t.epochs_trained for t in again.result.trials} == {
+        t.trial_id: t.epochs_trained for t in first.result.trials
+    }
     assert {p: p.read_bytes() for p in results} == before, "no trial may train again"
-    assert not [m for m in messages if m["method"] == "log" and " epoch " in m["params"]["message"] and "trial " in m["params"]["message"]]
+    assert not [
+        m
+        for m in messages
+        if m["method"] == "log" and " epoch " in m["params"]["message"] and "trial " in m["params"]["message"]
+    ]
     # the same MLflow parent run and model; no duplicate child runs
     assert again.parent_run_id == first.parent_run_id and again.model_uri == first.model_uri
     client = mlflow_settings.client()
@@ -217,7 +251,9 @@ def test_rerunning_a_finished_job_restores_it_without_training(asha_job, asha_ex
         f"tags.`{TAG_EXPERIMENT}` = '{first.result.experiment_name}' and tags.`{TAG_ROLE}` = 'parent'",
     )
     assert len(parents) == 1
-    children = client.search_runs([parents[0].info.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{first.parent_run_id}'")
+    children = client.search_runs(
+        [parents[0].info.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{first.parent_run_id}'"
+    )
     assert len(children) == 4
 
 
@@ -229,11 +265,20 @@ def test_pbt_exploits_a_better_trials_checkpoint(ray_cluster, digits, workdir):
     # the worse one copies the better one's checkpoint after epoch 1
     config = TuningConfig(
         search_space={"lr": {"grid": [0.001, 0.2]}, "batch_size": 16},
-        max_epochs=2, image_size=IMAGE_SIZE, num_workers=1,
-        scheduler={"type": "pbt", "perturbation_interval": 1, "quantile_fraction": 0.5, "synch": True,
-                   "hyperparam_mutations": {"lr": {"loguniform": [0.001, 0.3]}}},
+        max_epochs=2,
+        image_size=IMAGE_SIZE,
+        num_workers=1,
+        scheduler={
+            "type": "pbt",
+            "perturbation_interval": 1,
+            "quantile_fraction": 0.5,
+            "synch": True,
+            "hyperparam_mutations": {"lr": {"loguniform": [0.001, 0.3]}},
+        },
     )
-    result = run_tuning(config, table_uri=digits[0], version=digits[1], storage_path=str(workdir / "ray_results"), experiment_name="pbt")
+    result = run_tuning(
+        config, table_uri=digits[0], version=digits[1], storage_path=str(workdir / "ray_results"), experiment_name="pbt"
+    )
     assert result.num_trials == 2 and result.num_errored == 0
     ids = {t.trial_id for t in result.trials}
     exploited = [t for t in result.trials if t.restored_from]
@@ -252,10 +297,19 @@ def test_pbt_exploits_a_better_trials_checkpoint(ray_cluster, digits, workdir):
 
 def test_resume_after_interruption_does_not_retrain_finished_trials(ray_cluster, digits, workdir):
     config = TuningConfig(
-        search_space={"lr": {"grid": [0.05, 0.1]}, "batch_size": 32}, max_epochs=1, image_size=IMAGE_SIZE,
-        num_workers=1, max_concurrent_trials=1, scheduler={"type": "fifo"},
+        search_space={"lr": {"grid": [0.05, 0.1]}, "batch_size": 32},
+        max_epochs=1,
+        image_size=IMAGE_SIZE,
+        num_workers=1,
+        max_concurrent_trials=1,
+        scheduler={"type": "fifo"},
     )
-    kwargs = {"table_uri": digits[0], "version": digits[1], "storage_path": str(workdir / "ray_results"), "experiment_name": "resume"}
+    kwargs = {
+        "table_uri": digits[0],
+        "version": digits[1],
+        "storage_path": str(workdir / "ray_results"),
+        "experiment_name": "resume",
+    }
     finished: list[str] = []
 
     def interrupt_after_first(event):
@@ -277,8 +331,9 @@ def test_resume_after_interruption_does_not_retrain_finished_trials(ray_cluster,
     assert {e.trial_id for e in events if e.kind == "result"} == {t.trial_id for t in result.trials} - {done}
     assert all(t.epochs_trained == 1 for t in result.trials)
 
+    # the name is pinned to its data and config: reusing it for another config is refused
     with pytest.raises(ValueError, match="another experiment name"):
-        run_tuning(config, **{**kwargs, "version": digits[1] + 1})
+        run_tuning(config.model_copy(update={"max_epochs": 2}), **kwargs)
 
 
 # ---------------------------------------------------------------- the stopper (pure)
@@ -339,8 +394,11 @@ def test_stopper_ignores_results_without_the_metric():
 def test_config_parses_every_kind_of_search_space():
     config = TuningConfig(
         search_space={
-            "lr": {"loguniform": [1e-4, 1e-2]}, "model": {"choice": ["small_cnn", "resnet18"]},
-            "batch_size": {"grid": [32, 64]}, "momentum": {"uniform": [0.8, 0.99]}, "weight_decay": 1e-4,
+            "lr": {"loguniform": [1e-4, 1e-2]},
+            "model": {"choice": ["small_cnn", "resnet18"]},
+            "batch_size": {"grid": [32, 64]},
+            "momentum": {"uniform": [0.8, 0.99]},
+            "weight_decay": 1e-4,
         },
         num_samples=3,
     )

@@ -64,7 +64,9 @@ def digits_table(n: int | None = None, image_size: int = 32, offset: int = 0, ex
     return pa.Table.from_pylist(records, schema=lake.CLEANED_SCHEMA)
 
 
-def write_digits_table(lake_root: str, n: int | None = 300, image_size: int = 32, mode: str = "overwrite", **kwargs) -> tuple[str, int]:
+def write_digits_table(
+    lake_root: str, n: int | None = 300, image_size: int = 32, mode: str = "overwrite", **kwargs
+) -> tuple[str, int]:
     """Write the digits as a new version of ``{lake_root}/cleaned_images``; returns ``(uri, version)``."""
     uri = lake.table_uri(lake_root, lake.CLEANED_IMAGES)
     write_deltalake(uri, digits_table(n, image_size, **kwargs), mode=mode)

@@ -28,7 +28,9 @@ MODEL_NAMES = ("small_cnn", "resnet18")
 class SmallCNN(nn.Module):
     """Two conv stages and a 128-d embedding: fast enough to tune on 2 CPUs."""
 
-    def __init__(self, num_classes: int, in_channels: int = 1, width: int = 32, embedding_dim: int = 128, dropout: float = 0.25):
+    def __init__(
+        self, num_classes: int, in_channels: int = 1, width: int = 32, embedding_dim: int = 128, dropout: float = 0.25
+    ):
         super().__init__()
 
         def block(cin: int, cout: int) -> list[nn.Module]:
@@ -60,7 +62,7 @@ def _define_resnet18():
     # torchvision's package import pulls in torch._dynamo (~2-4 s per process);
     # every Ray worker imports this module, so ResNet is only loaded when used.
     from torchvision.models.resnet import BasicBlock, ResNet
-    
+
     class SmallImageResNet18(ResNet):
         """torchvision's ResNet-18 with a 3x3 stride-1 stem and no max-pool.
 

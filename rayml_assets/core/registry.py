@@ -69,7 +69,9 @@ class PromotionDecision:
     min_accuracy: float
 
 
-def decide_promotion(challenger_acc: float, champion_acc: float | None, margin: float = 0.0, min_accuracy: float = 0.0) -> PromotionDecision:
+def decide_promotion(
+    challenger_acc: float, champion_acc: float | None, margin: float = 0.0, min_accuracy: float = 0.0
+) -> PromotionDecision:
     """Both rules together, with a reason a person can read in the asset metadata."""
     if not passes_gate(challenger_acc, min_accuracy):
         promote, reason = False, f"test accuracy {challenger_acc:.4f} is below the gate {min_accuracy:.4f}"
@@ -109,7 +111,11 @@ def register_version(
     tags = {k: str(v) for k, v in tags.items() if v is not None}
     try:
         # Filter on the name only (Unity Catalog supports few filters) and match in Python.
-        existing = [v for v in client.search_model_versions(f"name='{model_name}'") if v.run_id == run_id and v.source == model_uri]
+        existing = [
+            v
+            for v in client.search_model_versions(f"name='{model_name}'")
+            if v.run_id == run_id and v.source == model_uri
+        ]
     except MlflowException:
         existing = []
     if existing:
@@ -120,11 +126,18 @@ def register_version(
 
 
 def evaluate_model(
-    settings: MlflowSettings, model_uri: str, table_uri: str, delta_version: int, split: str = TEST_SPLIT, storage_options: dict | None = None
+    settings: MlflowSettings,
+    model_uri: str,
+    table_uri: str,
+    delta_version: int,
+    split: str = TEST_SPLIT,
+    storage_options: dict | None = None,
 ) -> EvalResult:
     """Score a logged or registered model on ``split`` of ``table_uri@delta_version``, with the model's own labels."""
     model, meta = load_logged_model(model_uri, settings)
-    spec = DataSpec(table_uri, int(delta_version), tuple(meta["class_labels"]), int(meta["image_size"]), int(meta["channels"]))
+    spec = DataSpec(
+        table_uri, int(delta_version), tuple(meta["class_labels"]), int(meta["image_size"]), int(meta["channels"])
+    )
     return evaluate(model, spec, split, storage_options=storage_options)
 
 
@@ -146,7 +159,15 @@ def plot_confusion(result: EvalResult, path: str | Path, title: str = "") -> Pat
         for i, row in enumerate(result.confusion):
             for j, count in enumerate(row):
                 if count:
-                    ax.text(j, i, str(count), ha="center", va="center", fontsize=8, color="white" if count > peak / 2 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(count),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if count > peak / 2 else "black",
+                    )
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -194,21 +215,36 @@ def register_challenger(
         champion = (
             challenger
             if str(champion_version.version) == str(version.version)
-            else evaluate_model(settings, f"models:/{model_name}/{champion_version.version}", table_uri, delta_version, storage_options=storage_options)
+            else evaluate_model(
+                settings,
+                f"models:/{model_name}/{champion_version.version}",
+                table_uri,
+                delta_version,
+                storage_options=storage_options,
+            )
         )
     decision = decide_promotion(challenger.accuracy, champion.accuracy if champion else None, margin, min_accuracy)
 
     png = plot_confusion(
-        challenger, Path(reports_dir) / f"confusion_{model_name}_v{version.version}.png",
+        challenger,
+        Path(reports_dir) / f"confusion_{model_name}_v{version.version}.png",
         title=f"{model_name} v{version.version} on {TEST_SPLIT}@v{delta_version}: accuracy {challenger.accuracy:.3f}",
     )
     client.log_artifact(run_id, str(png), "evaluation")
     client.log_metric(run_id, "test_accuracy", challenger.accuracy)
     return ChallengerReport(
-        model_name=model_name, version=str(version.version), model_uri=version_uri, created=created, source_run_id=run_id,
-        table_uri=table_uri, delta_version=int(delta_version), challenger=challenger,
-        champion_version=str(champion_version.version) if champion_version is not None else None, champion=champion,
-        decision=decision, confusion_png=str(png),
+        model_name=model_name,
+        version=str(version.version),
+        model_uri=version_uri,
+        created=created,
+        source_run_id=run_id,
+        table_uri=table_uri,
+        delta_version=int(delta_version),
+        challenger=challenger,
+        champion_version=str(champion_version.version) if champion_version is not None else None,
+        champion=champion,
+        decision=decision,
+        confusion_png=str(png),
     )
 
 

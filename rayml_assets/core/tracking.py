@@ -68,7 +68,15 @@ MODEL_ARTIFACT = "model"
 WEIGHTS_FILE = "weights.pt"
 MODEL_META_FILE = "model_meta.json"
 CLASS_LABELS_FILE = "class_labels.json"
-EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "train_samples_per_s", "epoch_time_s")
+EPOCH_METRICS = (
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "train_samples_per_s",
+    "epoch_time_s",
+)
 _BATCH = 900  # log_batch accepts at most 1000 metrics
 
 
@@ -131,8 +139,12 @@ def split_label_counts(table_uri: str, version: int, storage_options: dict | Non
     """Rows per (split, label) of the non-excluded data at ``version``: the dataset's MLflow profile."""
     counts: dict[tuple[str, str], int] = {}
     for batch in lake.iter_batches(
-        table_uri, version, ["split", "label"], filter=pads.field("excluded") == False,  # noqa: E712
-        batch_size=65536, storage_options=storage_options,
+        table_uri,
+        version,
+        ["split", "label"],
+        filter=pads.field("excluded") == False,  # noqa: E712
+        batch_size=65536,
+        storage_options=storage_options,
     ):
         for key, n in batch.to_pandas().value_counts(["split", "label"]).items():
             counts[key] = counts.get(key, 0) + int(n)
@@ -149,10 +161,19 @@ def plot_learning_curves(result: TuningResult, path: str | Path, metric: str = "
         if curve:
             epochs, values = zip(*curve)
             best = trial_id == result.best_trial_id
-            ax.plot(epochs, values, marker="o", linewidth=2.5 if best else 1, alpha=1 if best else 0.6, label=trial_id + (" (best)" if best else ""))
+            ax.plot(
+                epochs,
+                values,
+                marker="o",
+                linewidth=2.5 if best else 1,
+                alpha=1 if best else 0.6,
+                label=trial_id + (" (best)" if best else ""),
+            )
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title(f"{result.experiment_name}: {result.num_trials} trials, {result.epochs_used}/{result.epochs_full} epochs")
+    ax.set_title(
+        f"{result.experiment_name}: {result.num_trials} trials, {result.epochs_used}/{result.epochs_full} epochs"
+    )
     ax.grid(alpha=0.3)
     if result.num_trials <= 16:
         ax.legend(fontsize="small")
@@ -176,14 +197,18 @@ class TuningTracker:
     def start_parent(self, tune_experiment: str, tags: dict[str, str], run_name: str | None = None) -> str:
         """The parent run of ``tune_experiment``: reused when it exists, so a resumed tuning keeps one parent."""
         tags = {k: str(v) for k, v in tags.items() if v is not None}
-        found = self._find_runs(f"tags.`{TAG_EXPERIMENT}` = '{_quote(tune_experiment)}' and tags.`{TAG_ROLE}` = 'parent'")
+        found = self._find_runs(
+            f"tags.`{TAG_EXPERIMENT}` = '{_quote(tune_experiment)}' and tags.`{TAG_ROLE}` = 'parent'"
+        )
         if found:
             run_id = found[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
             return run_id
         run = self.client.create_run(
-            self.experiment_id, run_name=run_name or tune_experiment, tags={**tags, TAG_EXPERIMENT: tune_experiment, TAG_ROLE: "parent"}
+            self.experiment_id,
+            run_name=run_name or tune_experiment,
+            tags={**tags, TAG_EXPERIMENT: tune_experiment, TAG_ROLE: "parent"},
         )
         return run.info.run_id
 
@@ -192,22 +217,29 @@ class TuningTracker:
         profile = split_label_counts(table_uri, version, storage_options)
         digest = hashlib.sha256(f"{table_uri}@{version}\n{profile.to_csv(index=False)}".encode()).hexdigest()[:16]
         dataset = mlflow.data.from_pandas(
-            profile, source=DeltaDatasetSource(path=table_uri, delta_table_version=int(version)),
-            name=f"{lake.CLEANED_IMAGES}@v{version}", digest=digest,
+            profile,
+            source=DeltaDatasetSource(path=table_uri, delta_table_version=int(version)),
+            name=f"{lake.CLEANED_IMAGES}@v{version}",
+            digest=digest,
         )
-        self.client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])])
+        self.client.log_inputs(
+            run_id, [DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])]
+        )
 
     def _logged_params(self, run_id: str) -> dict:
         return self.client.get_run(run_id).data.params
 
     def log_trial(self, parent_run_id: str, trial: TrialSummary) -> str:
         """Find or create the trial's child run and log the epochs it does not have yet."""
-        found = self._find_runs(f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and tags.`{TAG_TRIAL}` = '{_quote(trial.trial_id)}'")
+        found = self._find_runs(
+            f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and tags.`{TAG_TRIAL}` = '{_quote(trial.trial_id)}'"
+        )
         if found:
             run_id = found[0].info.run_id
         else:
             run_id = self.client.create_run(
-                self.experiment_id, run_name=trial.trial_id,
+                self.experiment_id,
+                run_name=trial.trial_id,
                 tags={MLFLOW_PARENT_RUN_ID: parent_run_id, TAG_TRIAL: trial.trial_id, TAG_ROLE: "trial"},
             ).info.run_id
         # Params are immutable in MLflow; after a PBT perturbation the final
@@ -241,12 +273,19 @@ class TuningTracker:
         children = {trial.trial_id: self.log_trial(parent_run_id, trial) for trial in result.trials}
         logged = self._logged_params(parent_run_id)
         params = {
-            "scheduler": config.scheduler.type, "num_samples": config.num_samples, "max_epochs": config.max_epochs,
-            "num_workers": config.num_workers, "metric": config.metric, "class_labels": json.dumps(result.class_labels),
+            "scheduler": config.scheduler.type,
+            "num_samples": config.num_samples,
+            "max_epochs": config.max_epochs,
+            "num_workers": config.num_workers,
+            "metric": config.metric,
+            "class_labels": json.dumps(result.class_labels),
         }
         summary = {
-            "num_trials": result.num_trials, "num_stopped_early": result.num_stopped_early, "num_errored": result.num_errored,
-            "epochs_used": result.epochs_used, "epochs_full": result.epochs_full,
+            "num_trials": result.num_trials,
+            "num_stopped_early": result.num_stopped_early,
+            "num_errored": result.num_errored,
+            "epochs_used": result.epochs_used,
+            "epochs_full": result.epochs_full,
         }
         if result.best_val_accuracy is not None:
             summary["best_val_accuracy"] = result.best_val_accuracy
@@ -255,7 +294,10 @@ class TuningTracker:
             parent_run_id,
             params=[Param(k, str(v)) for k, v in params.items() if k not in logged],
             metrics=[Metric(k, float(v), timestamp, 0) for k, v in summary.items()],
-            tags=[RunTag("best_trial_id", result.best_trial_id or ""), RunTag("best_params", json.dumps(result.best_params or {}))],
+            tags=[
+                RunTag("best_trial_id", result.best_trial_id or ""),
+                RunTag("best_params", json.dumps(result.best_params or {})),
+            ],
         )
         self.client.log_dict(parent_run_id, config.model_dump(mode="json"), "tuning/config.json")
         self.client.log_dict(parent_run_id, result.summary(), "tuning/summary.json")
@@ -271,7 +313,9 @@ class TuningTracker:
             return tags[TAG_BEST_MODEL_URI]
         model, meta = load_checkpoint_model(checkpoint_path)
         model_uri = log_model(self.settings, parent_run_id, model, meta)
-        self.client.log_batch(parent_run_id, tags=[RunTag(TAG_BEST_CHECKPOINT, checkpoint_path), RunTag(TAG_BEST_MODEL_URI, model_uri)])
+        self.client.log_batch(
+            parent_run_id, tags=[RunTag(TAG_BEST_CHECKPOINT, checkpoint_path), RunTag(TAG_BEST_MODEL_URI, model_uri)]
+        )
         return model_uri
 
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
@@ -286,7 +330,11 @@ def log_model(settings: MlflowSettings, run_id: str, model: torch.nn.Module, met
     example = np.zeros((2, meta["channels"], meta["image_size"], meta["image_size"]), dtype=np.float32)
     with torch.no_grad():
         logits = model(torch.from_numpy(example)).numpy()
-    model_meta = {k: meta[k] for k in ("model", "class_labels", "channels", "image_size", "table_uri", "delta_version", "hyperparams") if k in meta}
+    model_meta = {
+        k: meta[k]
+        for k in ("model", "class_labels", "channels", "image_size", "table_uri", "delta_version", "hyperparams")
+        if k in meta
+    }
     with tempfile.TemporaryDirectory() as tmp:
         files = {
             WEIGHTS_FILE: lambda p: torch.save(model.state_dict(), p),
@@ -303,7 +351,11 @@ def log_model(settings: MlflowSettings, run_id: str, model: torch.nn.Module, met
                 input_example=example,
                 serialization_format="pt2",
                 extra_files=[str(Path(tmp) / name) for name in files],
-                metadata={"class_labels": labels, "delta_version": meta.get("delta_version"), "table_uri": meta.get("table_uri")},
+                metadata={
+                    "class_labels": labels,
+                    "delta_version": meta.get("delta_version"),
+                    "table_uri": meta.get("table_uri"),
+                },
                 # explicit pins: inferring them would load the model in a subprocess
                 pip_requirements=[f"{pkg}=={installed_version(pkg).split('+')[0]}" for pkg in ("torch", "torchvision")],
             )

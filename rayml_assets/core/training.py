@@ -123,7 +123,11 @@ def discover_labels(table_uri: str, version: int, storage_options: dict | None =
     """Sorted labels of the non-excluded rows at ``version``, streamed (labels column only)."""
     labels: set[str] = set()
     for batch in lake.iter_batches(
-        table_uri, version, ["label"], filter=pads.field("excluded") == False, batch_size=65536,  # noqa: E712
+        table_uri,
+        version,
+        ["label"],
+        filter=pads.field("excluded") == False,
+        batch_size=65536,  # noqa: E712
         storage_options=storage_options,
     ):
         labels.update(batch.column(0).unique().to_pylist())
@@ -140,7 +144,11 @@ def shard_sizes(spec: DataSpec, split: str, world_size: int, storage_options: di
     """Rows per rank for ``split``, read from the ``image_id`` column only."""
     sizes = [0] * world_size
     for batch in lake.iter_batches(
-        spec.table_uri, spec.version, ["image_id"], filter=split_filter(split), batch_size=65536,
+        spec.table_uri,
+        spec.version,
+        ["image_id"],
+        filter=split_filter(split),
+        batch_size=65536,
         storage_options=storage_options,
     ):
         for image_id in batch.column(0).to_pylist():
@@ -196,11 +204,15 @@ class DeltaImageStream(IterableDataset):
 
     def _rows(self) -> Iterator[tuple[str, bytes]]:
         filt = split_filter(self.split)
-        fragments = list(lake.dataset_at(self.spec.table_uri, self.spec.version, self.storage_options).get_fragments(filter=filt))
+        fragments = list(
+            lake.dataset_at(self.spec.table_uri, self.spec.version, self.storage_options).get_fragments(filter=filt)
+        )
         if self.shuffle:
             random.Random(f"{self.seed}:{self.epoch}").shuffle(fragments)
         for fragment in fragments:
-            for batch in fragment.to_batches(columns=["image_id", "label", "bytes"], filter=filt, batch_size=self.read_batch_rows):
+            for batch in fragment.to_batches(
+                columns=["image_id", "label", "bytes"], filter=filt, batch_size=self.read_batch_rows
+            ):
                 ids, labels, blobs = (batch.column(i).to_pylist() for i in range(3))
                 for image_id, label, blob in zip(ids, labels, blobs):
                     if shard_of(image_id, self.world_size) == self.rank:
@@ -313,7 +325,9 @@ def evaluate(
     c = len(spec.class_labels)
     confusion = torch.zeros(c * c, dtype=torch.float64)
     loss_sum = n = correct = 0.0
-    stream = DeltaImageStream(spec, split, rank=rank, world_size=world_size, unknown_labels="keep", storage_options=storage_options)
+    stream = DeltaImageStream(
+        spec, split, rank=rank, world_size=world_size, unknown_labels="keep", storage_options=storage_options
+    )
     with torch.no_grad():
         for x, y in DataLoader(stream, batch_size=batch_size):
             logits = net(x.to(device)).cpu()
@@ -361,9 +375,13 @@ def _lr_at(hp: dict, epoch: int, max_epochs: int) -> float:
 def _make_optimizer(hp: dict, params) -> torch.optim.Optimizer:
     if hp["optimizer"] == "sgd":
         momentum = float(hp["momentum"])
-        return torch.optim.SGD(params, lr=float(hp["lr"]), momentum=momentum, nesterov=momentum > 0, weight_decay=float(hp["weight_decay"]))
+        return torch.optim.SGD(
+            params, lr=float(hp["lr"]), momentum=momentum, nesterov=momentum > 0, weight_decay=float(hp["weight_decay"])
+        )
     if hp["optimizer"] == "adamw":
-        return torch.optim.AdamW(params, lr=float(hp["lr"]), betas=(float(hp["momentum"]), 0.999), weight_decay=float(hp["weight_decay"]))
+        return torch.optim.AdamW(
+            params, lr=float(hp["lr"]), betas=(float(hp["momentum"]), 0.999), weight_decay=float(hp["weight_decay"])
+        )
     raise ValueError(f"unknown optimizer {hp['optimizer']!r}")
 
 
@@ -378,7 +396,13 @@ def _set_hyperparams(optimizer: torch.optim.Optimizer, hp: dict, lr: float) -> N
             group["betas"] = (float(hp["momentum"]), group["betas"][1])
 
 
-def save_checkpoint(directory: str | Path, model: torch.nn.Module, meta: dict, optimizer: torch.optim.Optimizer | None = None, epoch: int = 0) -> Path:
+def save_checkpoint(
+    directory: str | Path,
+    model: torch.nn.Module,
+    meta: dict,
+    optimizer: torch.optim.Optimizer | None = None,
+    epoch: int = 0,
+) -> Path:
     """Write ``state.pt`` (weights, optimizer, epoch) and ``meta.json`` (how to rebuild the model)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -455,16 +479,23 @@ def train_loop_per_worker(config: dict) -> None:
     augment = bool(config.get("augment", True))
     generator = torch.Generator().manual_seed(seed * 7919 + rank)
     meta = {
-        "model": hp["model"], "class_labels": list(spec.class_labels), "channels": spec.channels,
-        "image_size": spec.image_size, "table_uri": spec.table_uri, "delta_version": spec.version,
-        "hyperparams": hp, "trial_id": ctx.get_trial_id() or "",
+        "model": hp["model"],
+        "class_labels": list(spec.class_labels),
+        "channels": spec.channels,
+        "image_size": spec.image_size,
+        "table_uri": spec.table_uri,
+        "delta_version": spec.version,
+        "hyperparams": hp,
+        "trial_id": ctx.get_trial_id() or "",
     }
 
     for epoch in range(start_epoch, max_epochs):
         lr = _lr_at(hp, epoch, max_epochs)
         _set_hyperparams(optimizer, hp, lr)
         model.train()
-        stream = DeltaImageStream(spec, "train", rank=rank, world_size=world, limit=quota, shuffle=True, seed=seed, epoch=epoch)
+        stream = DeltaImageStream(
+            spec, "train", rank=rank, world_size=world, limit=quota, shuffle=True, seed=seed, epoch=epoch
+        )
         sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, seen
         started = time.perf_counter()
         for x, y in DataLoader(stream, batch_size=batch_size):
@@ -476,7 +507,9 @@ def train_loop_per_worker(config: dict) -> None:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            sums += torch.tensor([loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)], dtype=torch.float64)
+            sums += torch.tensor(
+                [loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y)], dtype=torch.float64
+            )
         train_time = time.perf_counter() - started
         if world > 1:
             reduced = sums.to(device)

@@ -59,7 +59,17 @@ log = logging.getLogger(__name__)
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 FINGERPRINT_FILE = "rayml_tuning.json"
-CURVE_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "world_size", "train_samples_per_s", "epoch_time_s")
+CURVE_KEYS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "world_size",
+    "train_samples_per_s",
+    "epoch_time_s",
+)
 
 _SAMPLERS: dict[str, tuple[Callable, int | None]] = {
     # name: (tune constructor, number of positional arguments; None = a list of values)
@@ -82,7 +92,9 @@ def _check_param_spec(name: str, spec: Any, allow_grid: bool = True) -> Any:
         raise ValueError(f"{name}: 'grid' is not allowed here")
     arity = _SAMPLERS[kind][1]
     if not isinstance(args, list | tuple) or (arity is None and not args) or (arity is not None and len(args) != arity):
-        raise ValueError(f"{name}: {kind} needs {'a non-empty list' if arity is None else f'{arity} numbers'}, got {args!r}")
+        raise ValueError(
+            f"{name}: {kind} needs {'a non-empty list' if arity is None else f'{arity} numbers'}, got {args!r}"
+        )
     if kind in ("loguniform", "uniform", "quniform", "randint") and not args[0] < args[1]:
         raise ValueError(f"{name}: {kind} needs low < high, got {args!r}")
     if kind == "loguniform" and args[0] <= 0:
@@ -108,10 +120,16 @@ class SchedulerConfig(BaseModel):
     grace_period: int = Field(1, ge=1, description="ASHA: epochs every trial runs before it can be stopped")
     reduction_factor: float = Field(2.0, gt=1, description="ASHA: keep 1/reduction_factor of trials at each rung")
     perturbation_interval: int = Field(1, ge=1, description="PBT: epochs between exploit/explore steps")
-    hyperparam_mutations: dict[str, Any] = Field(default_factory=dict, description="PBT: same format as search_space, no grid")
-    quantile_fraction: float = Field(0.25, gt=0, le=0.5, description="PBT: bottom fraction that copies the top fraction")
+    hyperparam_mutations: dict[str, Any] = Field(
+        default_factory=dict, description="PBT: same format as search_space, no grid"
+    )
+    quantile_fraction: float = Field(
+        0.25, gt=0, le=0.5, description="PBT: bottom fraction that copies the top fraction"
+    )
     resample_probability: float = Field(0.25, ge=0, le=1, description="PBT: chance to resample instead of perturb")
-    synch: bool = Field(False, description="PBT: wait for every trial at each perturbation (needs them all running at once)")
+    synch: bool = Field(
+        False, description="PBT: wait for every trial at each perturbation (needs them all running at once)"
+    )
 
     @field_validator("hyperparam_mutations")
     @classmethod
@@ -133,7 +151,9 @@ class StopperConfig(BaseModel):
     min_delta: float = Field(0.0, ge=0, description="smallest change that counts as an improvement")
     target: float | None = Field(None, description="stop a trial once its metric reaches this value")
     time_budget_s: float | None = Field(None, gt=0, description="stop the experiment after this much wall time")
-    epoch_budget: int | None = Field(None, ge=1, description="stop the experiment after this many epochs over all trials")
+    epoch_budget: int | None = Field(
+        None, ge=1, description="stop the experiment after this many epochs over all trials"
+    )
 
 
 def _check_known(name: str) -> None:
@@ -164,7 +184,9 @@ class TuningConfig(BaseModel):
     seed: int = 0
     max_failures: int = Field(1, ge=0, description="retries of a failed trial from its last checkpoint")
     keep_checkpoints: int = Field(2, ge=1, description="best checkpoints kept per trial (the latest is always kept)")
-    reuse_actors: bool = Field(True, description="reuse each trial's coordinator process for the next trial (saves a torch import per trial)")
+    reuse_actors: bool = Field(
+        True, description="reuse each trial's coordinator process for the next trial (saves a torch import per trial)"
+    )
     pretrained_weights_path: str | None = None
 
     @field_validator("search_space")
@@ -192,7 +214,9 @@ class TuningConfig(BaseModel):
 
     def num_trials(self) -> int:
         """Trials the search space expands to (grid points × num_samples)."""
-        grid = math.prod(len(spec["grid"]) for spec in self.search_space.values() if isinstance(spec, dict) and "grid" in spec)
+        grid = math.prod(
+            len(spec["grid"]) for spec in self.search_space.values() if isinstance(spec, dict) and "grid" in spec
+        )
         return grid * self.num_samples
 
 
@@ -268,7 +292,11 @@ class PlateauTargetBudgetStopper(tune.Stopper):
         return False
 
     def stop_all(self) -> bool:
-        if self.time_budget_s is not None and self._started is not None and self.clock() - self._started >= self.time_budget_s:
+        if (
+            self.time_budget_s is not None
+            and self._started is not None
+            and self.clock() - self._started >= self.time_budget_s
+        ):
             self.stop_all_reason = "time_budget"
         elif self.epoch_budget is not None and sum(self._iterations.values()) >= self.epoch_budget:
             self.stop_all_reason = "epoch_budget"
@@ -354,7 +382,9 @@ class TuningInterrupted(RuntimeError):
     """Tune stopped before every trial finished (SIGINT/SIGUSR1): run again to resume."""
 
     def __init__(self, experiment_path: str, unfinished: int):
-        super().__init__(f"tuning interrupted with {unfinished} unfinished trial(s); re-run to resume {experiment_path}")
+        super().__init__(
+            f"tuning interrupted with {unfinished} unfinished trial(s); re-run to resume {experiment_path}"
+        )
         self.experiment_path = experiment_path
         self.unfinished = unfinished
 
@@ -398,7 +428,9 @@ class TuningResult:
         return self.num_trials * self.max_epochs
 
     def learning_curves(self, metric: str = "val_accuracy") -> dict[str, list[tuple[int, float]]]:
-        return {t.trial_id: [(int(r["epoch"]), float(r[metric])) for r in t.history if metric in r] for t in self.trials}
+        return {
+            t.trial_id: [(int(r["epoch"]), float(r[metric])) for r in t.history if metric in r] for t in self.trials
+        }
 
     def summary(self) -> dict:
         """A JSON-able digest for metadata and logs (no histories)."""
@@ -419,7 +451,12 @@ class TuningResult:
         }
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None, object_store_memory: int | None = None) -> dict:
+def init_ray(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    object_store_memory: int | None = None,
+) -> dict:
     """Start or join Ray with the runtime env tuning needs; returns the cluster's resources.
 
     ``num_cpus`` is the LOGICAL CPU count of a local cluster and may exceed the
@@ -429,7 +466,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: 
     if ray.is_initialized():
         env_vars = (ray.get_runtime_context().runtime_env or {}).get("env_vars") or {}
         if env_vars.get("RAY_TRAIN_V2_ENABLED") != "0":
-            raise RuntimeError("Ray was initialised without rayml's runtime env; use init_ray() or ray.init(runtime_env=ray_runtime_env())")
+            raise RuntimeError(
+                "Ray was initialised without rayml's runtime env: "
+                "use init_ray() or ray.init(runtime_env=ray_runtime_env())"
+            )
     else:
         kwargs: dict[str, Any] = {"include_dashboard": False, "runtime_env": ray_runtime_env()}
         if address:
@@ -458,7 +498,9 @@ def _fingerprint_matches(experiment_path: str, fingerprint: dict) -> None:
     except FileNotFoundError:
         return  # experiment made by hand: trust the caller
     if stored != fingerprint:
-        raise ValueError(f"experiment {experiment_path} was run for {stored}, not {fingerprint}: use another experiment name")
+        raise ValueError(
+            f"experiment {experiment_path} was run for {stored}, not {fingerprint}: use another experiment name"
+        )
 
 
 def _write_fingerprint(experiment_path: str, fingerprint: dict) -> None:
@@ -468,7 +510,9 @@ def _write_fingerprint(experiment_path: str, fingerprint: dict) -> None:
         f.write(json.dumps(fingerprint, sort_keys=True).encode())
 
 
-def build_trainer(config: TuningConfig, use_gpu: bool, train_loop_config: dict | None = None, run_config=None) -> TorchTrainer:
+def build_trainer(
+    config: TuningConfig, use_gpu: bool, train_loop_config: dict | None = None, run_config=None
+) -> TorchTrainer:
     """One trial's DDP trainer (``train_loop_config``/``run_config`` only when fitted on its own, outside Tune)."""
     per_worker: dict[str, float] = {"CPU": config.cpus_per_worker}
     if use_gpu:
@@ -490,12 +534,19 @@ def build_trainer(config: TuningConfig, use_gpu: bool, train_loop_config: dict |
 def _scheduler(config: TuningConfig):
     s = config.scheduler
     if s.type == "asha":
-        return ASHAScheduler(time_attr="training_iteration", max_t=config.max_epochs, grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=config.max_epochs,
+            grace_period=s.grace_period,
+            reduction_factor=s.reduction_factor,
+        )
     if s.type == "pbt":
         return PopulationBasedTraining(
             time_attr="training_iteration",
             perturbation_interval=s.perturbation_interval,
-            hyperparam_mutations={"train_loop_config": {k: to_tune_domain(v) for k, v in s.hyperparam_mutations.items()}},
+            hyperparam_mutations={
+                "train_loop_config": {k: to_tune_domain(v) for k, v in s.hyperparam_mutations.items()}
+            },
             quantile_fraction=s.quantile_fraction,
             resample_probability=s.resample_probability,
             synch=s.synch,
@@ -537,20 +588,22 @@ def run_tuning(
     """
     if not ray.is_initialized():
         init_ray()
-    use_gpu = config.gpus_per_worker > 0 if config.gpus_per_worker is not None else ray.cluster_resources().get("GPU", 0) > 0
+    use_gpu = (
+        config.gpus_per_worker > 0 if config.gpus_per_worker is not None else ray.cluster_resources().get("GPU", 0) > 0
+    )
+    name = experiment_name or default_experiment_name(table_uri, version, config)
+    storage_path = _abs_storage(storage_path)
+    experiment_path = f"{storage_path.rstrip('/')}/{name}"
+    fingerprint = {"table_uri": table_uri, "version": int(version), "config": config.fingerprint()}
+    restored = tune.Tuner.can_restore(experiment_path)
+    if restored:
+        _fingerprint_matches(experiment_path, fingerprint)
     labels = tuple(class_labels) if class_labels else discover_labels(table_uri, version, storage_options)
     if len(labels) < 2:
         raise ValueError(f"{table_uri}@v{version} has {len(labels)} class(es) among non-excluded rows; need 2+")
     spec = DataSpec(table_uri, int(version), labels, config.image_size, config.channels)
-    name = experiment_name or default_experiment_name(table_uri, version, config)
-    storage_path = _abs_storage(storage_path)
-    experiment_path = f"{storage_path.rstrip('/')}/{name}"
-    fingerprint = {"table_uri": table_uri, "version": int(version), "class_labels": list(labels), "config": config.fingerprint()}
     trainer = build_trainer(config, use_gpu)
-
-    restored = tune.Tuner.can_restore(experiment_path)
     if restored:
-        _fingerprint_matches(experiment_path, fingerprint)
         log.info("restoring tuning experiment %s", experiment_path)
         tuner = tune.Tuner.restore(experiment_path, trainable=trainer, resume_unfinished=True, resume_errored=True)
     else:
@@ -563,7 +616,9 @@ def run_tuning(
                 scheduler=_scheduler(config),
                 # the cap goes on the generator: Tune ignores TuneConfig.max_concurrent_trials
                 # when a search_alg (needed here for its seed) is given
-                search_alg=BasicVariantGenerator(random_state=config.seed, max_concurrent=config.max_concurrent_trials or 0),
+                search_alg=BasicVariantGenerator(
+                    random_state=config.seed, max_concurrent=config.max_concurrent_trials or 0
+                ),
                 num_samples=config.num_samples,
                 reuse_actors=config.reuse_actors,
             ),
@@ -572,7 +627,9 @@ def run_tuning(
                 storage_path=storage_path,
                 stop=PlateauTargetBudgetStopper.from_config(config),
                 checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=config.keep_checkpoints, checkpoint_score_attribute=config.metric, checkpoint_score_order=config.mode
+                    num_to_keep=config.keep_checkpoints,
+                    checkpoint_score_attribute=config.metric,
+                    checkpoint_score_order=config.mode,
                 ),
                 failure_config=tune.FailureConfig(max_failures=config.max_failures),
                 callbacks=[_ProgressCallback(name), *(callbacks or [])],
@@ -596,7 +653,11 @@ def run_tuning(
 
 
 def _best_checkpoint(result, metric: str, mode: str) -> tuple[str | None, dict | None]:
-    scored = [(ckpt, m) for ckpt, m in (result.best_checkpoints or []) if m.get(metric) is not None]
+    # sorted by path, so ties go to the earliest checkpoint on every run (resume included)
+    scored = sorted(
+        ((ckpt, m) for ckpt, m in (result.best_checkpoints or []) if m.get(metric) is not None),
+        key=lambda pair: pair[0].path,
+    )
     if not scored:
         return None, None
     ckpt, metrics = (max if mode == "max" else min)(scored, key=lambda pair: pair[1][metric])
@@ -606,11 +667,13 @@ def _best_checkpoint(result, metric: str, mode: str) -> tuple[str | None, dict |
 def _row_hyperparams(row: Mapping) -> dict:
     """Hyperparameters from a flattened result row (``config/train_loop_config/lr`` ...)."""
     prefix = "config/train_loop_config/"
-    found = {k[len(prefix):]: (v.item() if hasattr(v, "item") else v) for k, v in row.items() if k.startswith(prefix)}
+    found = {k[len(prefix) :]: (v.item() if hasattr(v, "item") else v) for k, v in row.items() if k.startswith(prefix)}
     return hyperparams(found)
 
 
-def summarize(grid, config: TuningConfig, spec: DataSpec, name: str, experiment_path: str, restored: bool) -> TuningResult:
+def summarize(
+    grid, config: TuningConfig, spec: DataSpec, name: str, experiment_path: str, restored: bool
+) -> TuningResult:
     """Turn Tune's ResultGrid into a :class:`TuningResult` (pure bookkeeping, no training).
 
     Identity and hyperparameters come from each trial's own result rows: after a
@@ -636,16 +699,26 @@ def summarize(grid, config: TuningConfig, spec: DataSpec, name: str, experiment_
                 best_val_accuracy=max(val_accuracies) if val_accuracies else None,
                 best_checkpoint_path=checkpoint_path,
                 best_checkpoint_metrics=checkpoint_metrics,
-                restored_from=sorted({r["restored_from"] for r in history if r.get("restored_from") and r["restored_from"] != trial_id}),
+                restored_from=sorted(
+                    {r["restored_from"] for r in history if r.get("restored_from") and r["restored_from"] != trial_id}
+                ),
                 history=history,
                 error=str(result.error) if result.error else None,
             )
         )
     out = TuningResult(
-        experiment_name=name, experiment_path=experiment_path, table_uri=spec.table_uri, version=spec.version,
-        class_labels=list(spec.class_labels), metric=config.metric, mode=config.mode, max_epochs=config.max_epochs,
-        trials=trials, restored=restored,
+        experiment_name=name,
+        experiment_path=experiment_path,
+        table_uri=spec.table_uri,
+        version=spec.version,
+        class_labels=list(spec.class_labels),
+        metric=config.metric,
+        mode=config.mode,
+        max_epochs=config.max_epochs,
+        trials=trials,
+        restored=restored,
     )
+    trials.sort(key=lambda t: t.trial_id)  # deterministic order: ties go to the first trial
     scored = [t for t in trials if t.best_checkpoint_metrics is not None]
     if scored:
         pick = max if config.mode == "max" else min

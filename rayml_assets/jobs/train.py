@@ -77,8 +77,16 @@ def _log_event(pipes: PipesContext, event: TrialEvent) -> None:
         pipes.log.warning(f"trial {event.trial_id} failed at epoch {m.get('epoch')}")
 
 
-def _metadata(params: TrainJobParams, settings: MlflowSettings, tracker: TuningTracker, parent_run_id: str,
-              result: TuningResult, model_uri: str, curves_png: Path, table_uri: str) -> dict:
+def _metadata(
+    params: TrainJobParams,
+    settings: MlflowSettings,
+    tracker: TuningTracker,
+    parent_run_id: str,
+    result: TuningResult,
+    model_uri: str,
+    curves_png: Path,
+    table_uri: str,
+) -> dict:
     metadata = {
         "mlflow_run_id": parent_run_id,
         "mlflow_experiment_id": tracker.experiment_id,
@@ -111,8 +119,11 @@ def main(pipes: PipesContext) -> TrainJobOutput:
     table_uri = lake.table_uri(params.lake_root, lake.CLEANED_IMAGES)
     name = params.experiment_name or default_experiment_name(table_uri, params.cleaned_version, config)
     settings = MlflowSettings(
-        tracking_uri=params.mlflow_tracking_uri, registry_uri=params.mlflow_registry_uri, experiment_name=params.mlflow_experiment,
-        artifact_location=params.mlflow_artifact_location, ui_url=params.mlflow_ui_url,
+        tracking_uri=params.mlflow_tracking_uri,
+        registry_uri=params.mlflow_registry_uri,
+        experiment_name=params.mlflow_experiment,
+        artifact_location=params.mlflow_artifact_location,
+        ui_url=params.mlflow_ui_url,
     )
     resources = init_ray(params.ray_address, params.ray_num_cpus)
     pipes.log.info(f"tuning {name} on {table_uri}@v{params.cleaned_version}; Ray resources {resources}")
@@ -120,13 +131,22 @@ def main(pipes: PipesContext) -> TrainJobOutput:
     tracker = TuningTracker(settings)
     parent_run_id = tracker.start_parent(
         name,
-        tags={"dagster_run_id": params.dagster_run_id, "asset_key": params.asset_key, "delta_version": params.cleaned_version,
-              "git_sha": params.git_sha, "cleaned_table_uri": table_uri},
+        tags={
+            "dagster_run_id": params.dagster_run_id,
+            "asset_key": params.asset_key,
+            "delta_version": params.cleaned_version,
+            "git_sha": params.git_sha,
+            "cleaned_table_uri": table_uri,
+        },
     )
     try:
         result = run_tuning(
-            config, table_uri=table_uri, version=params.cleaned_version, storage_path=params.checkpoint_root,
-            experiment_name=name, on_event=lambda event: _log_event(pipes, event),
+            config,
+            table_uri=table_uri,
+            version=params.cleaned_version,
+            storage_path=params.checkpoint_root,
+            experiment_name=name,
+            on_event=lambda event: _log_event(pipes, event),
         )
         if result.best_checkpoint_path is None:
             raise RuntimeError(f"no trial of {name} produced a checkpoint: {[t.error for t in result.trials]}")

@@ -11,6 +11,7 @@ from rayml_assets.core.cleaning import CleaningThresholds, FastdupBackend, clean
 from rayml_assets.core.gallery import html_gallery, png_grid
 from rayml_assets.core.images import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
 from rayml_assets.core.ingest import IngestPolicy, ingest
+from rayml_assets.defs.conditions import upstream_data_changed
 from rayml_assets.defs.lineage import markdown_table, pinned_version
 from rayml_assets.resources.storage import DatasetPolicy, LakeResource, LandingResource, WorkspaceResource
 
@@ -92,6 +93,7 @@ class CleanedImagesConfig(Config):
 
 
 @asset(
+    automation_condition=upstream_data_changed,
     deps=[raw_images],
     group_name=DATASET_GROUP,
     kinds={"delta", "python"},

@@ -19,6 +19,7 @@ from pydantic import Field
 from rayml_assets.core.registry import PromotionDecision, promote, register_challenger
 from rayml_assets.core.tuning import CONFIGS_DIR, TuningConfig
 from rayml_assets.defs.dataset.assets import cleaned_images
+from rayml_assets.defs.conditions import upstream_data_changed
 from rayml_assets.defs.lineage import markdown_table, pinned_version, upstream_metadata
 from rayml_assets.resources.compute import ComputeResource
 from rayml_assets.resources.mlflow import MlflowResource
@@ -56,6 +57,7 @@ class TunedModelConfig(Config):
 
 
 @asset(
+    automation_condition=upstream_data_changed,
     deps=[cleaned_images],
     group_name=TRAINING_GROUP,
     kinds={"ray", "pytorch", "mlflow"},
@@ -104,6 +106,7 @@ class RegisteredModelConfig(Config):
 
 
 @asset(
+    automation_condition=upstream_data_changed,
     deps=[tuned_model],
     group_name=TRAINING_GROUP,
     kinds={"mlflow"},
@@ -161,6 +164,7 @@ def registered_model(
 
 
 @asset(
+    automation_condition=upstream_data_changed,
     deps=[registered_model],
     group_name=TRAINING_GROUP,
     kinds={"mlflow"},
