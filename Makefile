@@ -22,7 +22,7 @@ DEMO_MONITORING := predictions,data_drift_report,model_drift_report
 DEMO_DAYS := 6
 DEMO_RANGE := 2026-01-01...2026-01-06
 
-.PHONY: install iac-venv demo test dev sample mlflow-ui deploy bench clean
+.PHONY: install iac-venv browser demo test dev sample mlflow-ui deploy bench clean
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ $(IAC_VENV)/.installed: requirements-iac.lock
 
 iac-venv: $(IAC_VENV)/.installed
 
+# The UI test drives Debian's Chromium with Playwright (playwright cannot download browsers here).
+browser:
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
 $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp deploy/dagster.yaml $@
@@ -55,7 +59,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml sample
 	$(BIN)/dagster asset materialize -m rayml_assets.definitions --select '$(DEMO_MONITORING)' --partition-range '$(DEMO_RANGE)'
 	@echo "Done. Open the UI with 'make dev' to see lineage and metadata; everything is under $(RAYML_HOME)."
 
-test: install iac-venv
+test: install iac-venv browser
 	$(BIN)/python -m pytest -q
 
 dev: install $(DAGSTER_HOME)/dagster.yaml

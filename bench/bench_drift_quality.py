@@ -38,7 +38,9 @@ def main() -> None:
     parser.add_argument("--per-day", type=int, default=200)
     parser.add_argument("--backend", default="alibi", choices=sorted(DATA_BACKENDS))
     parser.add_argument("--seed", type=int, default=0, help="stream seed")
-    parser.add_argument("--reference-splits", default=",".join(DriftConfig.reference_splits), help="comma-separated splits")
+    parser.add_argument(
+        "--reference-splits", default=",".join(DriftConfig.reference_splits), help="comma-separated splits"
+    )
     args = parser.parse_args()
 
     _, champion = shared_champion(epochs=BENCH_EPOCHS)
@@ -55,15 +57,21 @@ def main() -> None:
         flagged = {True: 0, False: 0}
         counts = {True: 0, False: 0}
         model_hits = []
-        print(f"{'date':<11} {'kind':<11} {'data drift':<10} {'min p':>9} {'mmd p':>7} {'chi2 p':>9} "
-              f"{'acc':>5} {'model drift':<11} {'fet p':>9} {'secs':>5}")
+        print(
+            f"{'date':<11} {'kind':<11} {'data drift':<10} {'min p':>9} {'mmd p':>7} {'chi2 p':>9} "
+            f"{'acc':>5} {'model drift':<11} {'fet p':>9} {'secs':>5}"
+        )
         for day in days:
             started = time.perf_counter()
             predicted = predict_day(champion, production, day.date)
-            inputs = DriftInputs(predicted.embeddings, probabilities_matrix(predicted.table, len(champion.class_labels)))
+            inputs = DriftInputs(
+                predicted.embeddings, probabilities_matrix(predicted.table, len(champion.class_labels))
+            )
             data = detect_data_drift(champion, day.date, inputs, reference, config, backend)
-            joined = join_feedback_table(read_feedback(feedback, day.date),
-                                         predicted.table.select(["image_id", "source_uri", "predicted_label"]).to_pydict())
+            joined = join_feedback_table(
+                read_feedback(feedback, day.date),
+                predicted.table.select(["image_id", "source_uri", "predicted_label"]).to_pydict(),
+            )
             model = detect_model_drift(champion, joined, correct_ref, config)
             seconds = time.perf_counter() - started
             drifted = day.kind is not None
@@ -71,9 +79,11 @@ def main() -> None:
             flagged[drifted] += data.is_drift
             if day.kind in ("rotation", "noise", "brightness"):
                 model_hits.append(model.is_drift)
-            print(f"{day.date:<11} {day.kind or 'clean':<11} {str(data.is_drift):<10} {data.min_p_value:>9.2g} "
-                  f"{data.test('mmd_embeddings').p_value:>7.2f} {data.test('chi2_predicted_labels').p_value:>9.2g} "
-                  f"{model.production_accuracy:>5.2f} {str(model.is_drift):<11} {model.p_value:>9.2g} {seconds:>5.1f}")
+            print(
+                f"{day.date:<11} {day.kind or 'clean':<11} {str(data.is_drift):<10} {data.min_p_value:>9.2g} "
+                f"{data.test('mmd_embeddings').p_value:>7.2f} {data.test('chi2_predicted_labels').p_value:>9.2g} "
+                f"{model.production_accuracy:>5.2f} {str(model.is_drift):<11} {model.p_value:>9.2g} {seconds:>5.1f}"
+            )
     power = flagged[True] / max(1, counts[True])
     fpr = flagged[False] / max(1, counts[False])
     print(f"\ndata drift power: {power:.2f} ({flagged[True]}/{counts[True]} drifted days)   goal >= 0.9")

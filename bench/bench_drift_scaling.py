@@ -28,7 +28,10 @@ def main() -> None:
     _, champion = shared_champion(epochs=BENCH_EPOCHS)
     digits = sample_stream.held_back_digits()
     days = {n: [i.data for i in sample_stream.generate_day(0, n, seed=1, digits=digits)] for n in SIZES}
-    for label, config in (("default (MMD on <= 1,000 sampled)", DriftConfig()), ("uncapped MMD", DriftConfig(max_production=None))):
+    for label, config in (
+        ("default (MMD on <= 1,000 sampled)", DriftConfig()),
+        ("uncapped MMD", DriftConfig(max_production=None)),
+    ):
         reference = data_reference(champion, config)
         backend = DATA_BACKENDS[config.backend](config)
         backend.fit(reference.inputs)

@@ -25,18 +25,25 @@ def main() -> None:
         result = explain_champion(champion, tmp, config)
         total = time.perf_counter() - started
     n = result.summary["n_explained"]
-    print(f"explain_champion, default config (nsamples={config.nsamples}, background={config.background_size}): "
-          f"{n} images in {total:.1f} s = {total / n:.3f} s per explained image (report files included)")
+    print(
+        f"explain_champion, default config (nsamples={config.nsamples}, background={config.background_size}): "
+        f"{n} images in {total:.1f} s = {total / n:.3f} s per explained image (report files included)"
+    )
 
     x = decode_images(load_split(champion, ("test",), limit=8).images, champion.image_size, champion.channels)
-    background = decode_images(load_split(champion, ("train",), limit=config.background_size).images, champion.image_size, champion.channels)
+    background = decode_images(
+        load_split(champion, ("train",), limit=config.background_size).images, champion.image_size, champion.channels
+    )
     base = None
     for nsamples in (32, 64, 128):
         started = time.perf_counter()
         shap_attributions(champion.module, x, background, nsamples)
         per_image = (time.perf_counter() - started) / len(x)
         base = base or per_image
-        print(f"  attributions only, nsamples={nsamples:>3}: {per_image:.3f} s per image   ratio to 32: {per_image / base:.2f}")
+        print(
+            f"  attributions only, nsamples={nsamples:>3}: {per_image:.3f} s per image"
+            f"   ratio to 32: {per_image / base:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -3,12 +3,11 @@
     python -m rayml_assets.sample_stream --days 20 --start 2026-01-01 [--per-day 200]
         [--production DIR] [--feedback DIR] [--seed 0] [--feedback-fraction 0.5]
 
-Images are drawn with replacement from ``held_back_digits()`` (never trained
+Images are drawn from ``held_back_digits()`` (never trained
 on) with a tiny pixel jitter (each value moves by at most ±1 of 255), so every
-image has its own bytes and a day can hold thousands of them. Digits are drawn
-without replacement while the 360 held-back digits last (repeats are
-near-duplicates that no real stream has); bigger days, and ``class_mix`` days,
-draw with replacement.
+image has its own bytes and a day can hold thousands of them. Each image gets
+a class first (uniform on clean days), then a digit of that class, without
+replacement while the class's ~36 held-back digits last (see ``pick_digits``).
 
 The schedule is deterministic and repeats every 10 days (``drift_kind``):
 
@@ -93,9 +92,32 @@ def jitter(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(pixels.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
-def class_weights(digits: list[Digit], kind: str | None) -> np.ndarray:
-    weights = np.array([CLASS_MIX_BOOST.get(d.label, 1.0) if kind == "class_mix" else 1.0 for d in digits])
+def class_probabilities(classes: list[str], kind: str | None) -> np.ndarray:
+    """Clean days draw classes uniformly, as balanced as the training data (174-183 digits per class)."""
+    weights = np.array([CLASS_MIX_BOOST.get(c, 1.0) if kind == "class_mix" else 1.0 for c in classes])
     return weights / weights.sum()
+
+
+def pick_digits(digits: list[Digit], per_day: int, kind: str | None, rng: np.random.Generator) -> np.ndarray:
+    """Indices into ``digits``: a class per image first, then a digit of that class.
+
+    Classes are drawn fresh every day, so a clean day's class mix is an honest
+    sample of the training distribution, not a copy of the 360-digit pool's own
+    mix (which, shared by every day, made the chi-squared test flag clean days).
+    Within a class, digits are drawn without replacement while they last:
+    repeated digits are near-duplicates no real stream has, and they alone made
+    clean days look drifted (MMD p = 0 with 200 drawn with replacement).
+    """
+    by_class: dict[str, list[int]] = {}
+    for i, digit in enumerate(digits):
+        by_class.setdefault(digit.label, []).append(i)
+    classes = sorted(by_class)
+    counts = rng.multinomial(per_day, class_probabilities(classes, kind))
+    picks = np.concatenate(
+        [rng.choice(by_class[c], size=n, replace=n > len(by_class[c])) for c, n in zip(classes, counts)]
+    ).astype(int)
+    rng.shuffle(picks)
+    return picks
 
 
 @dataclass(frozen=True)
@@ -114,12 +136,7 @@ def generate_day(day_index: int, per_day: int, seed: int = 0, digits: list[Digit
     digits = digits if digits is not None else held_back_digits()
     kind = drift_kind(day_index)
     rng = np.random.default_rng([seed, day_index])
-    # Without replacement while the pool lasts: repeated digits are near-duplicates in
-    # embedding space, which no real stream has and which alone makes a clean day look
-    # drifted (measured: MMD p = 0 on clean days of 200 drawn with replacement).
-    # class_mix always draws with replacement, or its boosted classes would run out.
-    replace = kind == "class_mix" or per_day > len(digits)
-    picks = rng.choice(len(digits), size=per_day, replace=replace, p=class_weights(digits, kind))
+    picks = pick_digits(digits, per_day, kind, rng)
     out = []
     for position, pick in enumerate(picks):
         digit = digits[pick]
@@ -138,20 +155,30 @@ def feedback_rows(key: str, day_index: int, images: list[StreamImage], fraction:
     for position, i in enumerate(chosen):
         image = images[i]
         by_id = position % 2 == 0
-        rows.append({
-            "image_id": image.image_id if by_id else "",
-            "uri": "" if by_id else f"{key}/{image.name}",
-            "true_label": image.label,
-            "observed_at": (start + timedelta(seconds=position)).isoformat(),
-        })
+        rows.append(
+            {
+                "image_id": image.image_id if by_id else "",
+                "uri": "" if by_id else f"{key}/{image.name}",
+                "true_label": image.label,
+                "observed_at": (start + timedelta(seconds=position)).isoformat(),
+            }
+        )
     if day_index in DUPLICATE_FEEDBACK_DAYS:
         # Older, wrong observations of two labelled images: keep-the-latest must discard them.
         for row in rows[:2]:
-            stale = dict(row, true_label="stale-" + row["true_label"], observed_at=(start - timedelta(hours=6)).isoformat())
+            stale = dict(
+                row, true_label="stale-" + row["true_label"], observed_at=(start - timedelta(hours=6)).isoformat()
+            )
             rows.append(stale)
     if day_index in UNKNOWN_FEEDBACK_DAYS:
-        rows.append({"image_id": sha256_hex(f"never landed {key}".encode()), "uri": "", "true_label": "7",
-                     "observed_at": start.isoformat()})
+        rows.append(
+            {
+                "image_id": sha256_hex(f"never landed {key}".encode()),
+                "uri": "",
+                "true_label": "7",
+                "observed_at": start.isoformat(),
+            }
+        )
     return rows
 
 
@@ -213,7 +240,9 @@ def main(argv: list[str] | None = None) -> None:
     profile = None if args.production and args.feedback else load_profile()
     production = args.production or profile.production_landing_uri
     feedback = args.feedback or profile.feedback_landing_uri
-    for day in write_stream(production, feedback, args.days, args.start, args.per_day, args.seed, args.feedback_fraction):
+    for day in write_stream(
+        production, feedback, args.days, args.start, args.per_day, args.seed, args.feedback_fraction
+    ):
         print(f"{day.date}  {day.kind or 'clean':<10}  {day.n_images} images  {day.n_feedback_rows} feedback rows")
     print(f"production: {production}\nfeedback:   {feedback}")
 

@@ -57,6 +57,11 @@ class DagsterStack:
         self.home = root / "dagster_home"
         self.home.mkdir(parents=True)
         shutil.copy(REPO / "deploy" / "dagster.yaml", self.home / "dagster.yaml")
+        # Create the SQLite storages here, once: processes that start together on an empty
+        # DAGSTER_HOME race their schema migrations ("alembic_version has more than one head").
+        from dagster import DagsterInstance
+
+        DagsterInstance.from_config(str(self.home)).dispose()
         self.module = module
         self.env = clean_env(DAGSTER_HOME=str(self.home), RAYML_HOME=str(rayml_home), RAYML_PROFILE="local", **env)
         self.grpc_port, self.web_port = free_port(), free_port()

@@ -25,7 +25,7 @@ from rayml_assets.sample import training_digits
 
 CLASS_LABELS = [str(i) for i in range(10)]
 EXCLUDED_EVERY = 97  # a few rows flagged by cleaning: never trained on, never in a reference
-BENCH_EPOCHS = 15  # the benchmarks' champion: about 0.9 test accuracy
+BENCH_EPOCHS = 15  # the benchmarks' champion: 0.986 test accuracy (7 epochs: 0.88)
 
 
 def split_of(image_id: str) -> str:
@@ -41,12 +41,23 @@ def write_cleaned_table(lake_root: str) -> tuple[str, int]:
         data = encode_png(digit.pixels)
         image_id = sha256_hex(data)
         excluded = position % EXCLUDED_EVERY == 0
-        rows.append({
-            "image_id": image_id, "source_uri": f"file:///landing/{digit.label}/digit_{digit.index:04d}.png",
-            "label": digit.label, "width": 32, "height": 32, "format": "PNG", "bytes": data, "ingested_at": now,
-            "batch_id": "fixture", "split": split_of(image_id), "excluded": excluded,
-            "exclusion_reason": "outlier" if excluded else None, "raw_version": 0,
-        })
+        rows.append(
+            {
+                "image_id": image_id,
+                "source_uri": f"file:///landing/{digit.label}/digit_{digit.index:04d}.png",
+                "label": digit.label,
+                "width": 32,
+                "height": 32,
+                "format": "PNG",
+                "bytes": data,
+                "ingested_at": now,
+                "batch_id": "fixture",
+                "split": split_of(image_id),
+                "excluded": excluded,
+                "exclusion_reason": "outlier" if excluded else None,
+                "raw_version": 0,
+            }
+        )
     uri = lake.table_uri(lake_root, lake.CLEANED_IMAGES)
     version = lake.overwrite(uri, pa.Table.from_pylist(rows, schema=lake.CLEANED_SCHEMA), lake.CLEANED_SCHEMA)
     return uri, version
@@ -61,6 +72,9 @@ def train_champion(cleaned_uri: str, version: int, epochs: int = 6, width: int =
     x = torch.from_numpy(decode_images(train.images, 32, 1))
     y = torch.tensor([champion.label_index[label] for label in train.labels])
     optimizer = torch.optim.Adam(module.parameters(), lr=3e-3)
+    # Annealing to zero lets the weights (and batch-norm statistics) settle: with a
+    # constant rate, test accuracy swung between 0.68 and 0.85 from one epoch to the next.
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=5e-3, total_steps=epochs * -(-len(x) // 64))
     generator = torch.Generator().manual_seed(seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # such narrow convolutions run 3x faster on one thread than on two
@@ -73,6 +87,7 @@ def train_champion(cleaned_uri: str, version: int, epochs: int = 6, width: int =
                 optimizer.zero_grad()
                 torch.nn.functional.cross_entropy(module(x[batch]), y[batch]).backward()
                 optimizer.step()
+                scheduler.step()
     finally:
         torch.set_num_threads(threads)
     module.eval()
@@ -80,10 +95,10 @@ def train_champion(cleaned_uri: str, version: int, epochs: int = 6, width: int =
 
 
 @functools.cache
-def shared_champion(epochs: int = 5) -> tuple[str, Champion]:
+def shared_champion(epochs: int = 7) -> tuple[str, Champion]:
     """``(lake_root, champion)`` built once per process and shared by every monitoring test file.
 
-    Tests must treat both as read-only: nothing writes to this lake. Five epochs
+    Tests must treat both as read-only: nothing writes to this lake. Seven epochs
     keep the suite fast; the benchmarks train longer for a realistic champion.
     """
     root = tempfile.mkdtemp(prefix="rayml-monitoring-")
@@ -107,10 +122,15 @@ def saved_model_uri() -> str:
 def champion_extras(champion: Champion, model_uri: str, **more) -> dict:
     """The champion part of a monitoring job's Pipes extras."""
     return {
-        "model_uri": model_uri, "model_name": champion.model_name, "model_version": champion.model_version,
-        "class_labels": champion.class_labels, "delta_version": champion.delta_version,
-        "cleaned_table_uri": champion.cleaned_table_uri, "image_size": champion.image_size,
-        "channels": champion.channels, **more,
+        "model_uri": model_uri,
+        "model_name": champion.model_name,
+        "model_version": champion.model_version,
+        "class_labels": champion.class_labels,
+        "delta_version": champion.delta_version,
+        "cleaned_table_uri": champion.cleaned_table_uri,
+        "image_size": champion.image_size,
+        "channels": champion.channels,
+        **more,
     }
 
 

@@ -41,9 +41,18 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("drift")
     production, feedback = str(root / "production"), str(root / "feedback")
     days = sample_stream.write_stream(production, feedback, days=CLASS_MIX + 1, start="2026-01-01", per_day=PER_DAY)
-    predicted = {i: predict_day(champion, production, days[i].date) for i in (CLEAN, DUPLICATES, ROTATION, UNKNOWN, CLASS_MIX)}
-    return {"champion": champion, "root": root, "production": production, "feedback": feedback,
-            "dates": [d.date for d in days], "predicted": predicted, "reference": data_reference(champion, CONFIG)}
+    predicted = {
+        i: predict_day(champion, production, days[i].date) for i in (CLEAN, DUPLICATES, ROTATION, UNKNOWN, CLASS_MIX)
+    }
+    return {
+        "champion": champion,
+        "root": root,
+        "production": production,
+        "feedback": feedback,
+        "dates": [d.date for d in days],
+        "predicted": predicted,
+        "reference": data_reference(champion, CONFIG),
+    }
 
 
 def inputs(env, day: int) -> DriftInputs:
@@ -131,8 +140,13 @@ def test_reports_write_result_plots_and_self_contained_html(env, tmp_path):
     reports = str(tmp_path / "reports")
     # Out of order, as a backfill may run: each day's history stops at that day.
     for day in (ROTATION, CLEAN):
-        files = write_data_drift_report(data_drift(env, day), reports, env["reference"].inputs, inputs(env, day),
-                                        env["predicted"][day].table.column("bytes").to_pylist()[:4])
+        files = write_data_drift_report(
+            data_drift(env, day),
+            reports,
+            env["reference"].inputs,
+            inputs(env, day),
+            env["predicted"][day].table.column("bytes").to_pylist()[:4],
+        )
     assert [r["date"] for r in load_history(reports, "data_drift", env["dates"][CLEAN])] == [env["dates"][CLEAN]]
     assert len(load_history(reports, "data_drift", env["dates"][ROTATION])) == 2
     assert json.loads(Path(files.result_json).read_text())["is_drift"] is False
@@ -153,10 +167,15 @@ def test_reports_write_result_plots_and_self_contained_html(env, tmp_path):
 def job_extras(env):
     """Predictions of two days (one of them drifted) and an empty one, written by the job itself."""
     _, champion = shared_champion()
-    extras = champion_extras(champion, saved_model_uri(), lake_root=str(env["root"] / "lake"),
-                             production_root=env["production"], feedback_root=env["feedback"],
-                             reports_root=str(env["root"] / "reports"),
-                             drift_config={"reference_size": 400, "n_permutations": 50})
+    extras = champion_extras(
+        champion,
+        saved_model_uri(),
+        lake_root=str(env["root"] / "lake"),
+        production_root=env["production"],
+        feedback_root=env["feedback"],
+        reports_root=str(env["root"] / "reports"),
+        drift_config={"reference_size": 400, "n_permutations": 50},
+    )
     dates = [env["dates"][CLEAN], env["dates"][ROTATION], "2026-02-01"]
     metadata = drift_job.run({**extras, "task": "predictions", "dates": dates}, lambda _: None)
     assert metadata["dagster/row_count"] == 2 * PER_DAY
@@ -186,7 +205,8 @@ def test_job_script_under_dagster_pipes(job_extras):
         # The open backend keeps alibi-detect's 12 s import out of the child; alibi is tested in-process above.
         config = {**extras["drift_config"], "backend": "scipy"}
         return context.resources.pipes.run(
-            command=[sys.executable, "-m", "rayml_assets.jobs.drift"], context=context,
+            command=[sys.executable, "-m", "rayml_assets.jobs.drift"],
+            context=context,
             extras={**extras, "task": "data_drift", "drift_config": config},
         ).get_materialize_result()
 
@@ -203,8 +223,15 @@ def test_job_without_a_champion_fails_clearly(tmp_path):
     from mlflow.tracking import MlflowClient
 
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
-    extras = {"task": "data_drift", "date": "2026-01-01", "model_name": "digits", "model_version": "1",
-              "model_uri": "models:/digits@champion", "tracking_uri": tracking, "registry_uri": tracking}
+    extras = {
+        "task": "data_drift",
+        "date": "2026-01-01",
+        "model_name": "digits",
+        "model_version": "1",
+        "model_uri": "models:/digits@champion",
+        "tracking_uri": tracking,
+        "registry_uri": tracking,
+    }
     with pytest.raises(NoChampionError, match="materialize registered_model first"):
         drift_job.run(extras)  # no registered model at all
     MlflowClient(tracking, tracking).create_registered_model("digits")

@@ -58,7 +58,10 @@ def test_report_files_have_the_expected_shapes(explained):
     cols = min(CONFIG.cols, n)
     assert png_size(result.grid_png) == (cols * CELL_PX[0], math.ceil(n / cols) * CELL_PX[1])
     labels = champion.class_labels
-    assert png_size(result.class_summary_png) == (CONFIG.cols * CELL_PX[0], math.ceil(len(labels) / CONFIG.cols) * CELL_PX[1])
+    assert png_size(result.class_summary_png) == (
+        CONFIG.cols * CELL_PX[0],
+        math.ceil(len(labels) / CONFIG.cols) * CELL_PX[1],
+    )
     assert set(result.class_heatmaps) == set(labels)
     assert all(png_size(p) == (250, 270) for p in result.class_heatmaps.values())
 
@@ -97,8 +100,12 @@ def test_attributions_are_deterministic_and_leave_the_callers_rng_alone():
 
 def test_explain_job_reports_paths_and_a_summary(tmp_path):
     _, champion = shared_champion()
-    extras = champion_extras(champion, saved_model_uri(), reports_root=str(tmp_path),
-                             explain_config={"per_class": 1, "top_misclassified": 1, "background_size": 8, "nsamples": 8})
+    extras = champion_extras(
+        champion,
+        saved_model_uri(),
+        reports_root=str(tmp_path),
+        explain_config={"per_class": 1, "top_misclassified": 1, "background_size": 8, "nsamples": 8},
+    )
     metadata = explain_job.run(extras, lambda _: None)
     grid = Path(metadata["attributions_grid"]["raw_value"])
     assert grid.is_file() and grid.parent == tmp_path / "shap" / champion.model_name / f"v{champion.model_version}"

@@ -125,7 +125,9 @@ def test_malformed_feedback_raises_a_typed_error(text, message):
 
 
 def test_feedback_parsing_tolerates_bom_blank_lines_and_naive_times(tmp_path):
-    (tmp_path / "2026-01-02.csv").write_bytes("\ufeffuri,true_label,observed_at\n\n2026-01-02/a.png,4,2026-01-02T10:00:00\n".encode())
+    (tmp_path / "2026-01-02.csv").write_bytes(
+        "\ufeffuri,true_label,observed_at\n\n2026-01-02/a.png,4,2026-01-02T10:00:00\n".encode()
+    )
     feedback = read_feedback(str(tmp_path), "2026-01-02")
     assert feedback.found and len(feedback.rows) == 1
     assert feedback.rows[0].observed_at.tzinfo is not None
@@ -138,7 +140,10 @@ def _row(line, image_id="", uri="", label="1", hour=12):
 
 
 def test_join_keeps_the_latest_feedback_and_counts_duplicates_and_unknown_images():
-    ids, uris = ["a", "b", "c"], ["file:///p/2026-01-01/a.png", "file:///p/2026-01-01/b.png", "file:///p/2026-01-01/c.png"]
+    ids, uris = (
+        ["a", "b", "c"],
+        ["file:///p/2026-01-01/a.png", "file:///p/2026-01-01/b.png", "file:///p/2026-01-01/c.png"],
+    )
     predicted = ["1", "2", "3"]
     rows = [
         _row(2, image_id="a", label="9", hour=8),  # stale: superseded by line 3
@@ -212,8 +217,20 @@ def test_stream_feedback_exercises_duplicates_and_unknown_images(stream):
 
 
 def test_sample_stream_cli(tmp_path, capsys):
-    sample_stream.main(["--days", "2", "--start", "2026-03-01", "--per-day", "3",
-                        "--production", str(tmp_path / "p"), "--feedback", str(tmp_path / "f")])
+    sample_stream.main(
+        [
+            "--days",
+            "2",
+            "--start",
+            "2026-03-01",
+            "--per-day",
+            "3",
+            "--production",
+            str(tmp_path / "p"),
+            "--feedback",
+            str(tmp_path / "f"),
+        ]
+    )
     assert "2026-03-02" in capsys.readouterr().out
     assert list_partition_keys(str(tmp_path / "p")) == ["2026-03-01", "2026-03-02"]
     assert len(list_production_files(str(tmp_path / "p"), "2026-03-02")) == 3
@@ -262,7 +279,9 @@ def test_writing_a_day_replaces_only_that_day(tmp_path, stream, untrained_champi
 
 
 def test_no_champion_is_a_clear_typed_error():
-    with pytest.raises(NoChampionError, match="no model has the alias 'champion' yet — materialize registered_model first"):
+    with pytest.raises(
+        NoChampionError, match="no model has the alias 'champion' yet — materialize registered_model first"
+    ):
         require_champion(None)
     with pytest.raises(NoChampionError):
         champion_from_extras({"model_uri": "", "model_name": "m"})

@@ -287,7 +287,6 @@ def test_pbt_exploits_a_better_trials_checkpoint(ray_cluster, digits, workdir):
         assert set(trial.restored_from) <= ids - {trial.trial_id}
         # after the exploit the trial continues from the donor's epoch, not from scratch
         assert trial.last_epoch == config.max_epochs
-        assert trial.epochs_trained == config.max_epochs
         # ...with a perturbed or resampled copy of the donor's learning rate
         assert trial.hyperparams["lr"] not in (0.001, 0.2)
 

@@ -74,6 +74,9 @@ def stack(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, stack):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
     # A fresh instance greets with a newsletter dialog; skip it whenever it shows.
@@ -106,7 +109,9 @@ def test_sensors_page_graph_and_materialize_in_the_browser(stack, page):
     row = page.locator("div").filter(has=page.get_by_role("link", name=re.compile("landing_sensor"))).filter(
         has=page.get_by_role("checkbox")
     ).last
-    row.get_by_role("checkbox").last.click()  # the on/off switch (the first checkbox selects the row)
+    switch = row.get_by_role("checkbox").last  # the on/off switch (the first checkbox selects the row)
+    expect(switch).to_be_checked()
+    switch.locator("xpath=..").click()  # the input itself is drawn over by the switch's label
     wait_for("landing_sensor to stop", lambda: _sensor_status(stack, "landing_sensor") == "STOPPED", 60)
     stack.start_daemon()
 
@@ -119,9 +124,12 @@ def test_sensors_page_graph_and_materialize_in_the_browser(stack, page):
     expect(page.get_by_text("dataset").first).to_be_visible()
     page.mouse.click(900, 700)
     page.keyboard.press("Alt+e")  # "Expand all groups" in the graph's settings menu
-    geometry = wait_for(
-        "every asset box in the graph", lambda: (g := page.evaluate(GRAPH_GEOMETRY)) if keys <= set(g["nodes"]) else None, 60
-    )
+
+    def drawn() -> dict | None:
+        geometry = page.evaluate(GRAPH_GEOMETRY)
+        return geometry if keys <= set(geometry["nodes"]) and len(geometry["edges"]) >= len(edges) else None
+
+    geometry = wait_for("every asset box and edge in the graph", drawn, 60, on_timeout=lambda: page.evaluate(GRAPH_GEOMETRY))
     page.screenshot(path=SHOTS / "asset_graph.png")
     missing = sorted(f"{u} -> {d}" for u, d in edges if not _edges_drawn(geometry, u, d))
     assert not missing, f"edges not drawn: {missing}; geometry: {geometry}"
@@ -145,7 +153,7 @@ def test_sensors_page_graph_and_materialize_in_the_browser(stack, page):
     page.goto(f"{stack.url}/runs/{run['runId']}")
     finished = stack.wait_for_runs(1, 420)[0]
     assert finished["runId"] == run["runId"]
-    expect(page.get_by_text("RUN_SUCCESS").first.or_(page.get_by_text("Success").first)).to_be_visible()
+    expect(page.get_by_text("RUN_SUCCESS").first).to_be_visible()  # the run log, as the UI shows it
     page.screenshot(path=SHOTS / "run.png")
 
     page.goto(f"{stack.url}/assets/raw_images")

@@ -199,14 +199,33 @@ def _subsample(x: DriftInputs, limit: int | None, seed: int) -> DriftInputs:
 class _DataBackendBase:
     """What both data backends share: turning one test's numbers into a DriftTestResult."""
 
-    config: DriftConfig
     reference: DriftInputs
 
-    def _result(self, name: str, method: str, p: float, stat: float, n: int, threshold: float | None = None,
-                dist_threshold: float | None = None) -> DriftTestResult:
+    def __init__(self, config: DriftConfig):
+        self.config = config
+
+    def _result(
+        self,
+        name: str,
+        method: str,
+        p: float,
+        stat: float,
+        n: int,
+        threshold: float | None = None,
+        dist_threshold: float | None = None,
+    ) -> DriftTestResult:
         threshold = self.config.per_test_p_val if threshold is None else threshold
-        return DriftTestResult(name, method, float(p), float(threshold), bool(p < threshold), float(stat),
-                               None if dist_threshold is None else float(dist_threshold), len(self.reference), n)
+        return DriftTestResult(
+            name,
+            method,
+            float(p),
+            float(threshold),
+            bool(p < threshold),
+            float(stat),
+            None if dist_threshold is None else float(dist_threshold),
+            len(self.reference),
+            n,
+        )
 
 
 class AlibiDriftBackend(_DataBackendBase):
@@ -214,18 +233,24 @@ class AlibiDriftBackend(_DataBackendBase):
 
     name = "alibi"
 
-    def __init__(self, config: DriftConfig):
-        self.config = config
-
     def fit(self, reference: DriftInputs) -> None:
         from alibi_detect.cd import ChiSquareDrift, KSDrift, MMDDrift
 
         self.reference = reference
         alpha = self.config.per_test_p_val
         # The kernel bandwidth comes from the reference (median heuristic), once per fit.
-        self._mmd = MMDDrift(reference.embeddings, backend="pytorch", p_val=alpha,
-                             n_permutations=self.config.n_permutations, device="cpu")
-        self._chi2 = ChiSquareDrift(reference.predicted[:, None], p_val=alpha) if "chi2" in self.config.prediction_tests else None
+        self._mmd = MMDDrift(
+            reference.embeddings,
+            backend="pytorch",
+            p_val=alpha,
+            n_permutations=self.config.n_permutations,
+            device="cpu",
+        )
+        self._chi2 = (
+            ChiSquareDrift(reference.predicted[:, None], p_val=alpha)
+            if "chi2" in self.config.prediction_tests
+            else None
+        )
         # KSDrift applies its own Bonferroni over the K softmax columns.
         self._ks = KSDrift(reference.probabilities, p_val=alpha) if "ks" in self.config.prediction_tests else None
 
@@ -233,16 +258,39 @@ class AlibiDriftBackend(_DataBackendBase):
         sample = _subsample(production, self.config.max_production, self.config.seed)
         with _seeded(self.config.seed):
             p, mmd2, mmd2_threshold = self._mmd.score(sample.embeddings)
-        results = [self._result("mmd_embeddings", "MMD permutation test on embeddings", p, mmd2, len(sample),
-                                dist_threshold=mmd2_threshold)]
+        results = [
+            self._result(
+                "mmd_embeddings",
+                "MMD permutation test on embeddings",
+                p,
+                mmd2,
+                len(sample),
+                dist_threshold=mmd2_threshold,
+            )
+        ]
         if self._chi2 is not None:
             out = self._chi2.predict(production.predicted[:, None])["data"]
-            results.append(self._result("chi2_predicted_labels", "chi-squared on predicted labels",
-                                        out["p_val"][0], out["distance"][0], len(production)))
+            results.append(
+                self._result(
+                    "chi2_predicted_labels",
+                    "chi-squared on predicted labels",
+                    out["p_val"][0],
+                    out["distance"][0],
+                    len(production),
+                )
+            )
         if self._ks is not None:
             out = self._ks.predict(production.probabilities)["data"]
-            results.append(self._result("ks_softmax", "K-S per softmax output, Bonferroni", out["p_val"].min(),
-                                        out["distance"].max(), len(production), threshold=out["threshold"]))
+            results.append(
+                self._result(
+                    "ks_softmax",
+                    "K-S per softmax output, Bonferroni",
+                    out["p_val"].min(),
+                    out["distance"].max(),
+                    len(production),
+                    threshold=out["threshold"],
+                )
+            )
         return results
 
 
@@ -263,12 +311,22 @@ class AlibiModelDriftBackend:
     def test(self, correct: np.ndarray) -> DriftTestResult:
         out = self._fet.predict(correct.astype(np.int64)[:, None])["data"]
         p = float(out["p_val"][0])
-        return DriftTestResult("fet_accuracy", "Fisher exact test on correct/incorrect (less)", p,
-                               self.config.p_val, bool(out["is_drift"]), float(out["distance"][0]), None,
-                               self.n_reference, len(correct))
+        return DriftTestResult(
+            "fet_accuracy",
+            "Fisher exact test on correct/incorrect (less)",
+            p,
+            self.config.p_val,
+            bool(out["is_drift"]),
+            float(out["distance"][0]),
+            None,
+            self.n_reference,
+            len(correct),
+        )
 
 
-def mmd2_permutation_test(x: torch.Tensor, y: torch.Tensor, n_permutations: int, p_val: float) -> tuple[float, float, float]:
+def mmd2_permutation_test(
+    x: torch.Tensor, y: torch.Tensor, n_permutations: int, p_val: float
+) -> tuple[float, float, float]:
     """Unbiased MMD^2 with a Gaussian RBF (median-heuristic bandwidth from ``x``) and its permutation p-value.
 
     Same statistic, bandwidth and permutation scheme as alibi-detect's pytorch
@@ -301,9 +359,6 @@ class ScipyDriftBackend(_DataBackendBase):
 
     name = "scipy"
 
-    def __init__(self, config: DriftConfig):
-        self.config = config
-
     def fit(self, reference: DriftInputs) -> None:
         self.reference = reference
         self._ref_embeddings = torch.from_numpy(reference.embeddings)
@@ -314,21 +369,48 @@ class ScipyDriftBackend(_DataBackendBase):
         cfg = self.config
         sample = _subsample(production, cfg.max_production, cfg.seed)
         with _seeded(cfg.seed):
-            p, mmd2, mmd2_threshold = mmd2_permutation_test(self._ref_embeddings, torch.from_numpy(sample.embeddings),
-                                                            cfg.n_permutations, cfg.per_test_p_val)
-        results = [self._result("mmd_embeddings", "MMD permutation test on embeddings", p, mmd2, len(sample),
-                                dist_threshold=mmd2_threshold)]
+            p, mmd2, mmd2_threshold = mmd2_permutation_test(
+                self._ref_embeddings, torch.from_numpy(sample.embeddings), cfg.n_permutations, cfg.per_test_p_val
+            )
+        results = [
+            self._result(
+                "mmd_embeddings",
+                "MMD permutation test on embeddings",
+                p,
+                mmd2,
+                len(sample),
+                dist_threshold=mmd2_threshold,
+            )
+        ]
         if "chi2" in cfg.prediction_tests:
             classes = np.union1d(self.reference.predicted, production.predicted)
-            table = np.stack([(self.reference.predicted[:, None] == classes).sum(0), (production.predicted[:, None] == classes).sum(0)])
+            table = np.stack(
+                [
+                    (self.reference.predicted[:, None] == classes).sum(0),
+                    (production.predicted[:, None] == classes).sum(0),
+                ]
+            )
             stat, p_chi2, _, _ = chi2_contingency(table)
-            results.append(self._result("chi2_predicted_labels", "chi-squared on predicted labels", p_chi2, stat, len(production)))
+            results.append(
+                self._result("chi2_predicted_labels", "chi-squared on predicted labels", p_chi2, stat, len(production))
+            )
         if "ks" in cfg.prediction_tests:
             k = production.probabilities.shape[1]
             # Asymptotic p-values, as alibi-detect computes them (exact is slow for large days).
-            tests = [ks_2samp(self.reference.probabilities[:, j], production.probabilities[:, j], method="asymp") for j in range(k)]
-            results.append(self._result("ks_softmax", "K-S per softmax output, Bonferroni", min(t.pvalue for t in tests),
-                                        max(t.statistic for t in tests), len(production), threshold=cfg.per_test_p_val / k))
+            tests = [
+                ks_2samp(self.reference.probabilities[:, j], production.probabilities[:, j], method="asymp")
+                for j in range(k)
+            ]
+            results.append(
+                self._result(
+                    "ks_softmax",
+                    "K-S per softmax output, Bonferroni",
+                    min(t.pvalue for t in tests),
+                    max(t.statistic for t in tests),
+                    len(production),
+                    threshold=cfg.per_test_p_val / k,
+                )
+            )
         return results
 
 
@@ -347,9 +429,20 @@ class ScipyModelDriftBackend:
         from scipy.stats import fisher_exact
 
         n, hits = len(correct), int(correct.sum())
-        odds, p = fisher_exact([[hits, self._ref_correct], [n - hits, self.n_reference - self._ref_correct]], alternative="less")
-        return DriftTestResult("fet_accuracy", "Fisher exact test on correct/incorrect (less)", float(p), self.config.p_val,
-                               bool(p < self.config.p_val), float(odds), None, self.n_reference, n)
+        odds, p = fisher_exact(
+            [[hits, self._ref_correct], [n - hits, self.n_reference - self._ref_correct]], alternative="less"
+        )
+        return DriftTestResult(
+            "fet_accuracy",
+            "Fisher exact test on correct/incorrect (less)",
+            float(p),
+            self.config.p_val,
+            bool(p < self.config.p_val),
+            float(odds),
+            None,
+            self.n_reference,
+            n,
+        )
 
 
 DATA_BACKENDS: dict[str, Callable[[DriftConfig], DataDriftBackend]] = {
@@ -461,12 +554,27 @@ def detect_model_drift(
         delta_version=champion.delta_version,
     )
     if joined.n_matched == 0:
-        return ModelDriftResult(status="no_feedback", is_drift=False, p_value=None, production_accuracy=None,
-                                n_production=0, odds_ratio=None, backend=config.backend, **common)
+        return ModelDriftResult(
+            status="no_feedback",
+            is_drift=False,
+            p_value=None,
+            production_accuracy=None,
+            n_production=0,
+            odds_ratio=None,
+            backend=config.backend,
+            **common,
+        )
     if backend is None:
         backend = MODEL_BACKENDS[config.backend](config)
         backend.fit(reference_correct)
     result = backend.test(joined.correct)
-    return ModelDriftResult(status="ok", is_drift=result.is_drift, p_value=result.p_value,
-                            production_accuracy=joined.accuracy, n_production=joined.n_matched,
-                            odds_ratio=result.distance, backend=backend.name, **common)
+    return ModelDriftResult(
+        status="ok",
+        is_drift=result.is_drift,
+        p_value=result.p_value,
+        production_accuracy=joined.accuracy,
+        n_production=joined.n_matched,
+        odds_ratio=result.distance,
+        backend=backend.name,
+        **common,
+    )

@@ -30,7 +30,14 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from rayml_assets.core.inference import DEFAULT_BATCH_SIZE, Champion, EmptyPartitionError, decode_images, load_split, predict_arrays
+from rayml_assets.core.inference import (
+    DEFAULT_BATCH_SIZE,
+    Champion,
+    EmptyPartitionError,
+    decode_images,
+    load_split,
+    predict_arrays,
+)
 from rayml_assets.core.reports import DPI, figure_png, write_bytes
 
 CELL_INCHES = (2.0, 2.2)  # width, height of one grid cell: 200 x 220 px at DPI 100
@@ -68,7 +75,13 @@ class ExplainResult:
 
 
 def select_examples(
-    true_idx: np.ndarray, pred_idx: np.ndarray, confidence: np.ndarray, n_classes: int, per_class: int, top_misclassified: int, seed: int = 0
+    true_idx: np.ndarray,
+    pred_idx: np.ndarray,
+    confidence: np.ndarray,
+    n_classes: int,
+    per_class: int,
+    top_misclassified: int,
+    seed: int = 0,
 ) -> list[tuple[int, str]]:
     """``(row, reason)`` pairs: ``per_class`` seeded picks of each class, then the most confident mistakes.
 
@@ -116,7 +129,9 @@ def _display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
     return (image[0], "gray") if image.shape[0] == 1 else (image.transpose(1, 2, 0), None)
 
 
-def attribution_grid(images: np.ndarray, attributions: np.ndarray, titles: Sequence[str], wrong: Sequence[bool], cols: int) -> bytes:
+def attribution_grid(
+    images: np.ndarray, attributions: np.ndarray, titles: Sequence[str], wrong: Sequence[bool], cols: int
+) -> bytes:
     """One cell per image: the image, the signed attribution (red +, blue -) over it, a title."""
     n = len(images)
     cols = max(1, min(cols, n))
@@ -163,7 +178,9 @@ def class_overview_png(heats: np.ndarray, labels: Sequence[str], counts: Sequenc
     return figure_png(fig)
 
 
-def class_summary(attributions: np.ndarray, true_idx: np.ndarray, pred_idx: np.ndarray, labels: Sequence[str]) -> tuple[list[dict], np.ndarray]:
+def class_summary(
+    attributions: np.ndarray, true_idx: np.ndarray, pred_idx: np.ndarray, labels: Sequence[str]
+) -> tuple[list[dict], np.ndarray]:
     """One row per class (every class, even with no examples) and its mean |attribution| map ``[K, H, W]``."""
     height, width = attributions.shape[-2:]
     heats = np.zeros((len(labels), height, width), np.float32)
@@ -173,13 +190,15 @@ def class_summary(attributions: np.ndarray, true_idx: np.ndarray, pred_idx: np.n
         magnitude = np.abs(attributions[mask]).sum(axis=1)  # [n, H, W], channels summed
         if mask.any():
             heats[c] = magnitude.mean(axis=0)
-        rows.append({
-            "class": label,
-            "n_examples": int(mask.sum()),
-            "n_misclassified": int((mask & (pred_idx != true_idx)).sum()),
-            "mean_abs_attribution": float(magnitude.mean()) if mask.any() else None,
-            "max_mean_abs_attribution": float(heats[c].max()) if mask.any() else None,
-        })
+        rows.append(
+            {
+                "class": label,
+                "n_examples": int(mask.sum()),
+                "n_misclassified": int((mask & (pred_idx != true_idx)).sum()),
+                "mean_abs_attribution": float(magnitude.mean()) if mask.any() else None,
+                "max_mean_abs_attribution": float(heats[c].max()) if mask.any() else None,
+            }
+        )
     return rows, heats
 
 
@@ -198,7 +217,8 @@ def explain_champion(champion: Champion, output_dir: str, config: ExplainConfig 
     background = load_split(champion, ("train",), limit=config.background_size, seed=config.seed)
     if not len(test) or not len(background):
         raise EmptyPartitionError(
-            f"{champion.cleaned_table_uri}@v{champion.delta_version} has {len(test)} test and {len(background)} training images"
+            f"{champion.cleaned_table_uri}@v{champion.delta_version} has {len(test)} test"
+            f" and {len(background)} training images"
         )
     size, channels, labels = champion.image_size, champion.channels, champion.class_labels
     x = decode_images(test.images, size, channels)
@@ -206,7 +226,9 @@ def explain_champion(champion: Champion, output_dir: str, config: ExplainConfig 
     true_idx = np.array([champion.label_index.get(label, -1) for label in test.labels])
     pred_idx, confidence = probs.argmax(axis=1), probs.max(axis=1)
 
-    chosen = select_examples(true_idx, pred_idx, confidence, len(labels), config.per_class, config.top_misclassified, config.seed)
+    chosen = select_examples(
+        true_idx, pred_idx, confidence, len(labels), config.per_class, config.top_misclassified, config.seed
+    )
     rows = np.array([r for r, _ in chosen], dtype=int)
     attr, explained_class = shap_attributions(
         champion.module, x[rows], decode_images(background.images, size, channels), config.nsamples, config.seed
@@ -233,8 +255,14 @@ def explain_champion(champion: Champion, output_dir: str, config: ExplainConfig 
         "n_explained": len(rows),
         "n_misclassified_explained": int(sum(wrong)),
         "explained": [
-            {"image_id": test.image_ids[r], "reason": reason, "true": test.labels[r], "pred": labels[pred_idx[r]],
-             "explained_class": labels[int(k)], "confidence": float(confidence[r])}
+            {
+                "image_id": test.image_ids[r],
+                "reason": reason,
+                "true": test.labels[r],
+                "pred": labels[pred_idx[r]],
+                "explained_class": labels[int(k)],
+                "confidence": float(confidence[r]),
+            }
             for (r, reason), k in zip(chosen, explained_class)
         ],
         "per_class": per_class,

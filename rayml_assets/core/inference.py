@@ -77,7 +77,9 @@ def _batches(n: int, batch_size: int) -> Iterator[slice]:
         yield slice(start, min(start + batch_size, n))
 
 
-def predict_arrays(module: torch.nn.Module, x: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+def predict_arrays(
+    module: torch.nn.Module, x: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities ``[N, K]`` and embeddings ``[N, D]`` of decoded images ``[N, C, H, W]``."""
     module.eval()
     probs, embeds = [], []
@@ -101,7 +103,9 @@ def decode_images(images: Sequence[bytes], image_size: int, channels: int) -> np
     return np.stack([decode_to_array(b, image_size, channels) for b in images])
 
 
-def _concat(module: torch.nn.Module, outputs: list[tuple[np.ndarray, np.ndarray]], empty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _concat(
+    module: torch.nn.Module, outputs: list[tuple[np.ndarray, np.ndarray]], empty: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     if not outputs:
         return predict_arrays(module, empty)
     return np.concatenate([p for p, _ in outputs]), np.concatenate([e for _, e in outputs])
@@ -228,7 +232,11 @@ def read_predictions(
     if not lake.exists(predictions_uri, storage_options):
         return schema.empty_table()
     table = lake.read_at(
-        predictions_uri, None, columns=columns, filter=pads.field("date") == partition_key(date), storage_options=storage_options
+        predictions_uri,
+        None,
+        columns=columns,
+        filter=pads.field("date") == partition_key(date),
+        storage_options=storage_options,
     )
     return table.sort_by("source_uri") if "source_uri" in table.column_names else table
 
@@ -279,7 +287,9 @@ def load_split(
         keep = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
         table = table.take(pa.array(keep))
     return LabelledImages(
-        table.column("image_id").to_pylist(), [str(v) for v in table.column("label").to_pylist()], table.column("bytes").to_pylist()
+        table.column("image_id").to_pylist(),
+        [str(v) for v in table.column("label").to_pylist()],
+        table.column("bytes").to_pylist(),
     )
 
 
@@ -372,7 +382,15 @@ def champion_from_extras(extras: Mapping) -> Champion:
     missing = [k for k in ("model_name", "model_version") if extras.get(k) in (None, "")]
     if missing:
         raise ValueError(f"job extras are missing {missing}")
-    optional = ("class_labels", "delta_version", "cleaned_table_uri", "image_size", "channels", "tracking_uri", "registry_uri")
+    optional = (
+        "class_labels",
+        "delta_version",
+        "cleaned_table_uri",
+        "image_size",
+        "channels",
+        "tracking_uri",
+        "registry_uri",
+    )
     return champion_from_mlflow(
         extras["model_uri"],
         model_name=extras["model_name"],

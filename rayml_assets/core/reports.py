@@ -109,7 +109,9 @@ def pca_2d(reference: np.ndarray, production: np.ndarray) -> tuple[np.ndarray, n
     return (reference - mean) @ basis, (production - mean) @ basis
 
 
-def embedding_plot(reference: np.ndarray, production: np.ndarray, title: str, max_points: int = 1000, seed: int = 0) -> bytes:
+def embedding_plot(
+    reference: np.ndarray, production: np.ndarray, title: str, max_points: int = 1000, seed: int = 0
+) -> bytes:
     rng = np.random.default_rng(seed)
 
     def sample(x: np.ndarray) -> np.ndarray:
@@ -199,7 +201,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 
 def data_drift_markdown(result: DataDriftResult) -> str:
-    rows = [(t.name, t.p_value, t.threshold, t.distance, t.n_reference, t.n_production, t.is_drift) for t in result.tests]
+    rows = [
+        (t.name, t.p_value, t.threshold, t.distance, t.n_reference, t.n_production, t.is_drift) for t in result.tests
+    ]
     table = markdown_table(("test", "p-value", "threshold", "statistic", "n ref", "n prod", "drift"), rows)
     verdict = "DRIFT" if result.is_drift else "no drift"
     return f"**{result.date}: {verdict}** (family-wise p_val={result.p_val}, backend {result.backend})\n\n{table}"
@@ -219,7 +223,9 @@ def model_drift_markdown(result: ModelDriftResult) -> str:
         ("rows for unknown images", fb.get("n_unknown")),
         ("drift", result.is_drift),
     ]
-    return f"**{result.date}: {'DRIFT' if result.is_drift else 'no drift'}**\n\n" + markdown_table(("metric", "value"), rows)
+    return f"**{result.date}: {'DRIFT' if result.is_drift else 'no drift'}**\n\n" + markdown_table(
+        ("metric", "value"), rows
+    )
 
 
 def _img(data: bytes, alt: str, width: int | None = None) -> str:
@@ -229,7 +235,9 @@ def _img(data: bytes, alt: str, width: int | None = None) -> str:
 
 def _html_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v).strip('*'))}</td>" for v in row) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(v).strip('*'))}</td>" for v in row) + "</tr>" for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -238,24 +246,45 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 .drift{color:#b00020}.ok{color:#1b5e20}.thumbs img{margin:2px;image-rendering:pixelated;border:1px solid #ddd}"""
 
 
-def html_page(title: str, is_drift: bool, subtitle: str, tables: Sequence[str], images: dict[str, bytes],
-              thumbnails: Sequence[bytes] = ()) -> str:
+def html_page(
+    title: str,
+    is_drift: bool,
+    subtitle: str,
+    tables: Sequence[str],
+    images: dict[str, bytes],
+    thumbnails: Sequence[bytes] = (),
+) -> str:
     verdict = '<h2 class="drift">Drift detected</h2>' if is_drift else '<h2 class="ok">No drift</h2>'
-    figures = "".join(f"<figure>{_img(data, name)}<figcaption>{html.escape(name)}</figcaption></figure>" for name, data in images.items())
+    figures = "".join(
+        f"<figure>{_img(data, name)}<figcaption>{html.escape(name)}</figcaption></figure>"
+        for name, data in images.items()
+    )
     thumbs = ""
     if thumbnails:
-        thumbs = '<h3>Sample of the day\'s images</h3><div class="thumbs">' + "".join(_img(t, "production image", 48) for t in thumbnails) + "</div>"
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
-            f"<body><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p>{verdict}{''.join(tables)}{figures}{thumbs}</body></html>")
+        thumbs = (
+            '<h3>Sample of the day\'s images</h3><div class="thumbs">'
+            + "".join(_img(t, "production image", 48) for t in thumbnails)
+            + "</div>"
+        )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p>{verdict}{''.join(tables)}{figures}{thumbs}</body></html>"
+    )
 
 
 def _model_line(result: DataDriftResult | ModelDriftResult) -> str:
-    return f"model {result.model_name} v{result.model_version}, cleaned_images v{result.delta_version}, backend {result.backend}"
+    return (
+        f"model {result.model_name} v{result.model_version}, "
+        f"cleaned_images v{result.delta_version}, backend {result.backend}"
+    )
 
 
 def _store_result(directory: str, result: dict) -> str:
     """Written before the plots, so the over-time plot of the day includes the day."""
-    return write_bytes(f"{directory}/{RESULT_FILE}", json.dumps(_clean(result), indent=2, default=_json_default).encode())
+    return write_bytes(
+        f"{directory}/{RESULT_FILE}", json.dumps(_clean(result), indent=2, default=_json_default).encode()
+    )
 
 
 def _save(directory: str, result_json: str, plots: dict[str, bytes], page: str, markdown: str) -> ReportFiles:
@@ -274,13 +303,31 @@ def write_data_drift_report(
     result_json = _store_result(directory, result.to_dict())
     history = load_history(reports_root, DATA_DRIFT, result.date)
     plots = {
-        "embeddings_pca": embedding_plot(reference.embeddings, production.embeddings, f"Embeddings {result.date}: reference vs production"),
+        "embeddings_pca": embedding_plot(
+            reference.embeddings, production.embeddings, f"Embeddings {result.date}: reference vs production"
+        ),
         "p_values": p_value_plot(history),
     }
-    rows = [(t.name, t.method, t.p_value, t.threshold, t.distance, t.distance_threshold, t.n_reference, t.n_production, t.is_drift)
-            for t in result.tests]
-    table = _html_table(("test", "method", "p-value", "threshold", "statistic", "statistic threshold", "n ref", "n prod", "drift"), rows)
-    page = html_page(f"Data drift report {result.date}", result.is_drift, _model_line(result), [table], plots, thumbnails)
+    rows = [
+        (
+            t.name,
+            t.method,
+            t.p_value,
+            t.threshold,
+            t.distance,
+            t.distance_threshold,
+            t.n_reference,
+            t.n_production,
+            t.is_drift,
+        )
+        for t in result.tests
+    ]
+    table = _html_table(
+        ("test", "method", "p-value", "threshold", "statistic", "statistic threshold", "n ref", "n prod", "drift"), rows
+    )
+    page = html_page(
+        f"Data drift report {result.date}", result.is_drift, _model_line(result), [table], plots, thumbnails
+    )
     return _save(directory, result_json, plots, page, data_drift_markdown(result))
 
 
@@ -289,9 +336,32 @@ def write_model_drift_report(result: ModelDriftResult, reports_root: str) -> Rep
     result_json = _store_result(directory, result.to_dict())
     plots = {"accuracy": accuracy_plot(load_history(reports_root, MODEL_DRIFT, result.date))}
     fb = result.feedback
-    rows = [(result.status, result.reference_accuracy, result.production_accuracy, result.p_value, result.n_production,
-             fb.get("n_feedback_rows"), fb.get("n_duplicates"), fb.get("n_unknown"), result.is_drift)]
-    table = _html_table(("status", "reference accuracy", "production accuracy", "p-value", "images with feedback",
-                         "feedback rows", "duplicates", "unknown images", "drift"), rows)
+    rows = [
+        (
+            result.status,
+            result.reference_accuracy,
+            result.production_accuracy,
+            result.p_value,
+            result.n_production,
+            fb.get("n_feedback_rows"),
+            fb.get("n_duplicates"),
+            fb.get("n_unknown"),
+            result.is_drift,
+        )
+    ]
+    table = _html_table(
+        (
+            "status",
+            "reference accuracy",
+            "production accuracy",
+            "p-value",
+            "images with feedback",
+            "feedback rows",
+            "duplicates",
+            "unknown images",
+            "drift",
+        ),
+        rows,
+    )
     page = html_page(f"Model drift report {result.date}", result.is_drift, _model_line(result), [table], plots)
     return _save(directory, result_json, plots, page, model_drift_markdown(result))

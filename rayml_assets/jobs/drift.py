@@ -97,16 +97,18 @@ def predictions_task(extras: dict, champion: Champion, dates: list[str], log: Lo
         for source_uri, why in result.skipped:
             log(f"{day}: skipped undecodable {source_uri}: {why}")
         log(f"{day}: wrote {result.table.num_rows} predictions (Delta version {version})")
-        out.append({
-            "date": day,
-            "dagster/row_count": result.table.num_rows,
-            "n_files": result.n_files,
-            "n_skipped": len(result.skipped),
-            "skipped_files": typed([u for u, _ in result.skipped][:50], "json"),
-            "predictions_version": version,
-            "table_uri": typed(uri, "path"),
-            "is_empty": result.is_empty,
-        })
+        out.append(
+            {
+                "date": day,
+                "dagster/row_count": result.table.num_rows,
+                "n_files": result.n_files,
+                "n_skipped": len(result.skipped),
+                "skipped_files": typed([u for u, _ in result.skipped][:50], "json"),
+                "predictions_version": version,
+                "table_uri": typed(uri, "path"),
+                "is_empty": result.is_empty,
+            }
+        )
     return out
 
 
@@ -125,21 +127,33 @@ def data_drift_task(extras: dict, champion: Champion, dates: list[str], log: Log
             reference = data_reference(champion, config)
             backend = DATA_BACKENDS[config.backend](config)
             backend.fit(reference.inputs)
-            log(f"reference: {len(reference)} images of {'/'.join(config.reference_splits)} at cleaned_images v{champion.delta_version}")
+            log(
+                f"reference: {len(reference)} images of {'/'.join(config.reference_splits)}"
+                f" at cleaned_images v{champion.delta_version}"
+            )
         images = rows.column("bytes").to_pylist()
         # Re-embedded with the current champion: the day may have been predicted by an older one.
         probs, embeds = predict_images(champion, images, config.batch_size)
         production = DriftInputs(embeds, probs)
         result = detect_data_drift(champion, day, production, reference, config, backend)
-        files = write_data_drift_report(result, extras["reports_root"], reference.inputs, production, images[:THUMBNAILS])
+        files = write_data_drift_report(
+            result, extras["reports_root"], reference.inputs, production, images[:THUMBNAILS]
+        )
         log(f"{day}: data drift={result.is_drift} (min p={result.min_p_value:.3g}), report {files.html}")
-        out.append({
-            "date": day, "status": result.status, "is_drift": result.is_drift, "min_p_value": result.min_p_value,
-            **{f"p_value_{t.name}": t.p_value for t in result.tests},
-            "mmd2": result.test("mmd_embeddings").distance,
-            "n_production": result.n_production, "n_reference": result.n_reference, "backend": result.backend,
-            **_report_metadata(files),
-        })
+        out.append(
+            {
+                "date": day,
+                "status": result.status,
+                "is_drift": result.is_drift,
+                "min_p_value": result.min_p_value,
+                **{f"p_value_{t.name}": t.p_value for t in result.tests},
+                "mmd2": result.test("mmd_embeddings").distance,
+                "n_production": result.n_production,
+                "n_reference": result.n_reference,
+                "backend": result.backend,
+                **_report_metadata(files),
+            }
+        )
     return out
 
 
@@ -150,23 +164,37 @@ def model_drift_task(extras: dict, champion: Champion, dates: list[str], log: Lo
     log(f"reference accuracy {reference.mean():.3f} on {len(reference)} test images")
     out = []
     for day in dates:
-        rows = read_predictions(_predictions_uri(extras), day, ["image_id", "source_uri", "predicted_label"], extras.get("storage_options"))
+        rows = read_predictions(
+            _predictions_uri(extras), day, ["image_id", "source_uri", "predicted_label"], extras.get("storage_options")
+        )
         feedback = read_feedback(extras["feedback_root"], day)
         joined = join_feedback_table(feedback, rows.to_pydict())
         if not feedback.found:
             log(f"{day}: no feedback file at {feedback.uri}")
         if joined.n_duplicates or joined.n_unknown:
-            log(f"{day}: {joined.n_duplicates} duplicate feedback rows (latest kept), {joined.n_unknown} for unknown images")
+            log(
+                f"{day}: {joined.n_duplicates} duplicate feedback rows (latest kept),"
+                f" {joined.n_unknown} for unknown images"
+            )
         result = detect_model_drift(champion, joined, reference, config)
         files = write_model_drift_report(result, extras["reports_root"])
         log(f"{day}: model drift={result.is_drift} accuracy={result.production_accuracy} (status {result.status})")
-        out.append({
-            "date": day, "status": result.status, "is_drift": result.is_drift, "p_value": result.p_value,
-            "production_accuracy": result.production_accuracy, "reference_accuracy": result.reference_accuracy,
-            "n_with_feedback": result.n_production, "n_feedback_rows": joined.n_feedback_rows,
-            "n_duplicates": joined.n_duplicates, "n_unknown": joined.n_unknown, "feedback_found": feedback.found,
-            **_report_metadata(files),
-        })
+        out.append(
+            {
+                "date": day,
+                "status": result.status,
+                "is_drift": result.is_drift,
+                "p_value": result.p_value,
+                "production_accuracy": result.production_accuracy,
+                "reference_accuracy": result.reference_accuracy,
+                "n_with_feedback": result.n_production,
+                "n_feedback_rows": joined.n_feedback_rows,
+                "n_duplicates": joined.n_duplicates,
+                "n_unknown": joined.n_unknown,
+                "feedback_found": feedback.found,
+                **_report_metadata(files),
+            }
+        )
     return out
 
 
@@ -202,8 +230,12 @@ def run(extras: dict, log: Log = print) -> dict:
     champion = champion_from_extras(extras)
     log(f"{task}: {len(dates)} day(s) {dates[0]}..{dates[-1]} with {champion.model_name} v{champion.model_version}")
     metadata = combine(TASK_FUNCTIONS[task](extras, champion, dates, log))
-    return {**metadata, "model_name": champion.model_name, "model_version": champion.model_version,
-            "delta_version": champion.delta_version}
+    return {
+        **metadata,
+        "model_name": champion.model_name,
+        "model_version": champion.model_version,
+        "delta_version": champion.delta_version,
+    }
 
 
 if __name__ == "__main__":

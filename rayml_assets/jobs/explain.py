@@ -36,17 +36,27 @@ def run(extras: dict, log: Log = print) -> dict:
     champion = champion_from_extras(extras)
     config = ExplainConfig.from_dict(extras.get("explain_config"))
     target = output_dir(extras)
-    log(f"explaining {champion.model_name} v{champion.model_version} on cleaned_images v{champion.delta_version} test split")
+    log(
+        f"explaining {champion.model_name} v{champion.model_version}"
+        f" on cleaned_images v{champion.delta_version} test split"
+    )
     result = explain_champion(champion, target, config)
     summary = result.summary
-    log(f"explained {summary['n_explained']} images ({summary['n_misclassified_explained']} misclassified) in {summary['seconds']} s")
+    log(
+        f"explained {summary['n_explained']} images ({summary['n_misclassified_explained']} misclassified)"
+        f" in {summary['seconds']} s"
+    )
     if extras.get("mlflow_run_id"):
         from mlflow.tracking import MlflowClient
 
         # Artifacts are logged from a local folder; a cloud output_dir is already durable storage.
-        MlflowClient(tracking_uri=extras.get("tracking_uri")).log_artifacts(extras["mlflow_run_id"], result.output_dir, "shap_report")
+        MlflowClient(tracking_uri=extras.get("tracking_uri")).log_artifacts(
+            extras["mlflow_run_id"], result.output_dir, "shap_report"
+        )
         log(f"logged the report to MLflow run {extras['mlflow_run_id']}")
-    rows = [(r["class"], r["n_examples"], r["n_misclassified"], r["mean_abs_attribution"]) for r in summary["per_class"]]
+    rows = [
+        (r["class"], r["n_examples"], r["n_misclassified"], r["mean_abs_attribution"]) for r in summary["per_class"]
+    ]
     table = markdown_table(("class", "examples", "misclassified", "mean abs attribution"), rows)
     return {
         "model_name": champion.model_name,

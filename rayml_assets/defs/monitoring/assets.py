@@ -60,7 +60,9 @@ class DriftConfigOverrides(Config):
 
 
 def _run_day_task(context, compute, task: str, extras: dict) -> MaterializeResult:
-    extras = {"task": task, "asset_key": context.asset_key.to_user_string(), **extras}
+    # Dates go in explicitly: Dagster 1.13 passes a partition *range* to Pipes only when the
+    # step also has a single partition key, so a single-run backfill would arrive without them.
+    extras = {"task": task, "asset_key": context.asset_key.to_user_string(), "dates": list(context.partition_keys), **extras}
     return compute.run(context, job="drift", extras=extras).get_materialize_result()
 
 
