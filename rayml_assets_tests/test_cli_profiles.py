@@ -15,9 +15,10 @@ def test_definitions_validate_for_every_profile_without_credentials(tmp_path):
     assert {"local", "sit", "uat", "prod"} <= set(PROFILES)
     procs = {}
     for name in PROFILES:  # in parallel: each process imports the whole stack (about 15 s of CPU)
-        env = clean_env(RAYML_PROFILE=name, RAYML_HOME=str(tmp_path / name), DAGSTER_HOME=str(tmp_path / "dagster_home"))
+        # One DAGSTER_HOME each: processes sharing a fresh one race its SQLite schema migration.
+        (tmp_path / name / "dagster_home").mkdir(parents=True)
+        env = clean_env(RAYML_PROFILE=name, RAYML_HOME=str(tmp_path / name), DAGSTER_HOME=str(tmp_path / name / "dagster_home"))
         assert not [k for k in env if k.startswith(("DATABRICKS_", "AZURE_"))]
-        (tmp_path / "dagster_home").mkdir(exist_ok=True)
         procs[name] = subprocess.Popen(
             [str(BIN / "dagster"), "definitions", "validate", "-m", "rayml_assets.definitions"],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -160,6 +160,8 @@ def test_asha_runs_four_ddp_trials_and_stops_some_early(asha_job):
     for trial in result.trials:
         assert trial.history, trial.trial_id
         assert {row["world_size"] for row in trial.history} == {2}, "every trial must be a 2-worker DDP run"
+        # each trial trains with its own config (cosine schedule: epoch 1 runs at the base lr)
+        assert trial.history[0]["lr"] == pytest.approx(trial.hyperparams["lr"])
     assert result.num_stopped_early >= 1
     assert result.epochs_used < result.epochs_full == 8
     assert any(t.last_epoch == 2 for t in result.trials)

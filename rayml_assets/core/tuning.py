@@ -184,9 +184,6 @@ class TuningConfig(BaseModel):
     seed: int = 0
     max_failures: int = Field(1, ge=0, description="retries of a failed trial from its last checkpoint")
     keep_checkpoints: int = Field(2, ge=1, description="best checkpoints kept per trial (the latest is always kept)")
-    reuse_actors: bool = Field(
-        True, description="reuse each trial's coordinator process for the next trial (saves a torch import per trial)"
-    )
     pretrained_weights_path: str | None = None
 
     @field_validator("search_space")
@@ -620,7 +617,9 @@ def run_tuning(
                     random_state=config.seed, max_concurrent=config.max_concurrent_trials or 0
                 ),
                 num_samples=config.num_samples,
-                reuse_actors=config.reuse_actors,
+                # Never reuse trial actors: a reused legacy TrainTrainable keeps training
+                # with the FIRST trial's train_loop_config (seen on Ray 2.60).
+                reuse_actors=False,
             ),
             run_config=tune.RunConfig(
                 name=name,

@@ -40,7 +40,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from rayml_assets.core.landing import MANIFEST_SUFFIX, _modified
 
-CURSOR_VERSION = 1
+CURSOR_VERSION = 3
 DEFAULT_LIMIT = 1_000
 DEFAULT_SETTLE_S = 2.0
 _NS = 1_000_000_000
@@ -62,8 +62,15 @@ class Tree(Protocol):
     def stamp(self, rel: str) -> int | None:
         """The folder's listing stamp (ns); None where the store has none. Raises FileNotFoundError."""
 
+    def names(self, rel: str) -> list[tuple[str, bool]]:
+        """Every child's (name, is_folder), in name order: one listing, no call per child."""
+
     def children(self, rel: str, after: str | None, limit: int) -> tuple[list[Entry], bool]:
         """Up to ``limit`` children named after ``after`` in name order, and whether the folder is exhausted."""
+
+
+def _digest(names: list[str]) -> str:
+    return hashlib.blake2b("\0".join(names).encode(), digest_size=8).hexdigest()
 
 
 def _join(rel: str, name: str) -> str:
@@ -88,6 +95,10 @@ class LocalTree:
         if not stat_.S_ISDIR(st.st_mode):
             raise FileNotFoundError(self._path(rel))
         return st.st_mtime_ns
+
+    def names(self, rel: str) -> list[tuple[str, bool]]:
+        with os.scandir(self._path(rel)) as entries:  # is_dir comes with the listing (d_type): no stat
+            return sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries if _visible(e.name))
 
     def children(self, rel: str, after: str | None, limit: int) -> tuple[list[Entry], bool]:
         folder = self._path(rel)
@@ -133,13 +144,20 @@ class FsspecTree:
     def stamp(self, rel: str) -> None:
         return None  # a missing folder shows up as FileNotFoundError when it is listed
 
-    def children(self, rel: str, after: str | None, limit: int) -> tuple[list[Entry], bool]:
+    def _listing(self, rel: str) -> tuple[list[dict], list[str]]:
         path = self._path(rel)
         self.fs.invalidate_cache(path)  # s3fs/adlfs cache listings; a watcher must see the store
         infos = sorted(self.fs.ls(path, detail=True), key=lambda i: i["name"])
-        out: list[Entry] = []
         rest = [i for i in infos if _visible(posixpath.basename(i["name"].rstrip("/")))]
-        names = [posixpath.basename(i["name"].rstrip("/")) for i in rest]
+        return rest, [posixpath.basename(i["name"].rstrip("/")) for i in rest]
+
+    def names(self, rel: str) -> list[tuple[str, bool]]:
+        infos, names = self._listing(rel)
+        return [(n, i.get("type") == "directory") for i, n in zip(infos, names)]
+
+    def children(self, rel: str, after: str | None, limit: int) -> tuple[list[Entry], bool]:
+        rest, names = self._listing(rel)
+        out: list[Entry] = []
         start = bisect.bisect_right(names, after) if after is not None else 0
         for info, name in zip(rest[start : start + limit], names[start : start + limit]):
             is_dir = info.get("type") == "directory"
@@ -176,20 +194,40 @@ class Poll:
 
 
 @dataclass
+class _Folder:
+    """What the cursor keeps per folder. Files named after ``boundary`` have their own mark, ``tail_seen``:
+    a pass that found the old names unchanged read only the names after them."""
+
+    stamp: int | None = None  # the listing stamp when last scanned; None: scan at the next tick
+    seen: int = 0  # every file state changed up to here (ns) was reported...
+    boundary: str | None = None  # ...for names up to this one (all names when None)
+    tail_seen: int = 0  # the mark of the names after ``boundary``
+    digest: str | None = None  # of the file names when the last changed-folder pass began
+    last: str | None = None  # the last of those names
+
+    def mark(self, name: str) -> int:
+        return self.seen if self.boundary is None or name <= self.boundary else self.tail_seen
+
+
+@dataclass
 class _Pass:
     """One scan over one folder; it may span ticks."""
 
     folder: str
     t0: int  # when the pass began: it reports changes up to t0 - settle
     stamp: int | None  # the folder's stamp when the pass began
-    after: str | None = None
+    after: str | None = None  # resume after this name
+    skipped_to: str | None = None  # began after this name: the old names up to it were unchanged
+    covered: list | None = None  # [name, ns]: an interrupted audit reported names up to ``name`` to ``ns``
     unsettled: bool = False  # saw a change after t0 - settle: scan again next tick
     files: bool = False  # the folder holds files, not only subfolders
+    digest: str | None = None  # of the file names when a changed-folder pass began (None: an audit pass)
+    last: str | None = None
 
 
 @dataclass
 class _State:
-    folders: dict[str, list] = field(default_factory=lambda: {"": [None, 0]})  # rel -> [stamp | None, seen_ns]
+    folders: dict[str, _Folder] = field(default_factory=lambda: {"": _Folder()})
     scan: _Pass | None = None  # the pass over a changed folder
     audit: _Pass | None = None  # the audit's pass
     audited: str | None = None  # the folder the audit finished last
@@ -199,7 +237,7 @@ class _State:
         if not cursor or cursor.get("v") != CURSOR_VERSION:
             return cls()
         return cls(
-            {k: list(v) for k, v in cursor["folders"].items()},
+            {k: _Folder(*v) for k, v in cursor["folders"].items()},
             _Pass(**cursor["scan"]) if cursor.get("scan") else None,
             _Pass(**cursor["audit"]) if cursor.get("audit") else None,
             cursor.get("audited"),
@@ -208,7 +246,7 @@ class _State:
     def dump(self) -> dict:
         return {
             "v": CURSOR_VERSION,
-            "folders": self.folders,
+            "folders": {k: list(asdict(f).values()) for k, f in self.folders.items()},
             "scan": asdict(self.scan) if self.scan else None,
             "audit": asdict(self.audit) if self.audit else None,
             "audited": self.audited,
@@ -230,48 +268,78 @@ class _Tick:
         self.inspected = 0
         self.settling = False
 
-    def start(self, rel: str) -> _Pass | None:
+    def start(self, rel: str, found: list[str] | None = None, interrupted: _Pass | None = None) -> _Pass | None:
+        """A pass over ``rel``. For a changed folder (``found`` given) its names are listed first:
+        new subfolders go to ``found``, and if every file name seen by the last such pass is still
+        there with no new name among them, only later names can be new files: the pass skips ahead.
+        ``interrupted`` is this folder's audit, which this pass replaces without repeating its reports."""
         try:
-            return _Pass(rel, self.now_ns, self.tree.stamp(rel))
+            p = _Pass(rel, self.now_ns, self.tree.stamp(rel))
+            if found is None:
+                return p
+            names = self.tree.names(rel)
         except (FileNotFoundError, NotADirectoryError):
             self.st.forget(rel)
             return None
+        self._register([n for n, is_dir in names if is_dir], rel, found)
+        files = [n for n, is_dir in names if not is_dir]
+        folder = self.st.folders[rel]
+        if interrupted is not None and interrupted.after is not None:
+            p.covered = [interrupted.after, interrupted.t0 - self.settle_ns]  # a full pass, minus those reports
+        elif folder.last is not None and _digest(files[: bisect.bisect_right(files, folder.last)]) == folder.digest:
+            # A file rewritten under an old name is left to the next full pass or the audit (mark ``seen``).
+            p.after = p.skipped_to = folder.boundary or folder.last
+        p.files, p.digest, p.last = bool(files), _digest(files), files[-1] if files else None
+        return p
+
+    def _register(self, dirs: list[str], parent: str, found: list[str] | None) -> None:
+        for name in dirs:
+            rel = _join(parent, name)
+            if rel not in self.st.folders:
+                self.st.folders[rel] = _Folder()  # everything in a folder never seen before is new
+                if found is not None:
+                    found.append(rel)
 
     def step(self, p: _Pass, budget: int, found: list[str] | None) -> bool:
         """Read one slice of ``p``'s folder (new subfolders go to ``found``); True when the folder is done."""
-        seen, until = self.st.folders[p.folder][1], p.t0 - self.settle_ns
+        folder, until = self.st.folders[p.folder], p.t0 - self.settle_ns
         try:
             entries, done = self.tree.children(p.folder, p.after, budget)
         except (FileNotFoundError, NotADirectoryError):
             self.st.forget(p.folder)
             return True
         self.inspected += max(len(entries), 1)
+        self._register([e.name for e in entries if e.is_dir], p.folder, found)
         for e in entries:
-            rel = _join(p.folder, e.name)
             if e.is_dir:
-                if rel not in self.st.folders:
-                    self.st.folders[rel] = [None, 0]  # everything in a folder never seen before is new
-                    if found is not None:
-                        found.append(rel)
                 continue
             p.files = True
             if e.changed_ns > until:
                 p.unsettled = self.settling = True  # still being written, or changed after the pass began: next pass
-            elif e.changed_ns > seen:
-                self.changes.append(Change(rel, f"{e.uri}|{e.size}|{e.modified}"))
+            elif e.changed_ns > max(folder.mark(e.name), p.covered[1] if p.covered and e.name <= p.covered[0] else 0):
+                self.changes.append(Change(_join(p.folder, e.name), f"{e.uri}|{e.size}|{e.modified}"))
         if entries:
             p.after = entries[-1].name
         if done:
-            if p.unsettled or (p.stamp is not None and p.stamp > until):
-                stamp = None  # changed within the settle margin: look again next tick
-            elif p.stamp is None:
-                # No stamps (object stores): folders of folders are relisted every tick, which is
-                # how new day or batch folders are found at once; folders of files wait for the audit.
-                stamp = 0 if p.files else None
-            else:
-                stamp = p.stamp
-            self.st.folders[p.folder] = [stamp, max(seen, until)]
+            self._finish(p, folder, until)
         return done
+
+    def _finish(self, p: _Pass, folder: _Folder, until: int) -> None:
+        if p.unsettled or (p.stamp is not None and p.stamp > until):
+            folder.stamp = None  # changed within the settle margin: look again next tick
+        elif p.stamp is None:
+            # No stamps (object stores): folders of folders are relisted every tick, which is
+            # how new day or batch folders are found at once; folders of files wait for the audit.
+            folder.stamp = 0 if p.files else None
+        else:
+            folder.stamp = p.stamp
+        if p.skipped_to is not None:  # names up to it keep their mark; the names read now are seen to ``until``
+            folder.boundary, folder.tail_seen = p.skipped_to, until
+        else:
+            folder.seen, folder.boundary, folder.tail_seen = max(folder.seen, until), None, 0
+        if p.digest is not None:  # an audit pass lists no names
+            unsure = p.unsettled  # a pass that left unsettled files must not vouch for their names
+            folder.digest, folder.last = (None, None) if unsure else (p.digest, p.last)
 
 
 def poll(
@@ -291,7 +359,7 @@ def poll(
         except (FileNotFoundError, NotADirectoryError):
             st.forget(rel)
             continue
-        recorded = st.folders[rel][0]
+        recorded = st.folders[rel].stamp
         if (recorded is None or (stamp is not None and stamp != recorded)) and not (st.scan and st.scan.folder == rel):
             queue.append(rel)
     if "" not in st.folders:
@@ -302,11 +370,12 @@ def poll(
     while budget > 0 and (st.scan or queue):
         if st.scan is None:
             rel = queue.pop(0)
-            st.scan = tick.start(rel) if rel in st.folders else None
+            audit = st.audit if st.audit and st.audit.folder == rel else None
+            st.scan = tick.start(rel, queue, audit) if rel in st.folders else None
             if st.scan is None:
                 continue
-            if st.audit and st.audit.folder == rel:
-                st.audit = None  # this pass covers everything the audit would
+            if audit:
+                st.audit = None  # this pass covers what the audit would
         before = tick.inspected
         if tick.step(st.scan, budget, queue):
             scanned.add(st.scan.folder)

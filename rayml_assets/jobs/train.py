@@ -78,7 +78,6 @@ def _log_event(pipes: PipesContext, event: TrialEvent) -> None:
 
 
 def _metadata(
-    params: TrainJobParams,
     settings: MlflowSettings,
     tracker: TuningTracker,
     parent_run_id: str,
@@ -162,7 +161,7 @@ def main(pipes: PipesContext) -> TrainJobOutput:
         raise
     tracker.finish(parent_run_id)
 
-    metadata = _metadata(params, settings, tracker, parent_run_id, result, model_uri, curves_png, table_uri)
+    metadata = _metadata(settings, tracker, parent_run_id, result, model_uri, curves_png, table_uri)
     pipes.log.info(
         f"best {result.best_trial_id} val_accuracy={result.best_val_accuracy:.4f}; {result.num_trials} trials, "
         f"{result.num_stopped_early} stopped early, {result.epochs_used}/{result.epochs_full} epochs"
