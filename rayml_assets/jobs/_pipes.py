@@ -67,9 +67,9 @@ def main(job: JobFn, argv: list[str] | None = None) -> None:
         print(json.dumps(job(extras, logging.getLogger("rayml_assets.jobs").info), indent=2, default=str))
         return
 
-    from dagster_pipes import open_dagster_pipes
+    from rayml_assets.jobs.runtime import job_runtime
 
-    with open_dagster_pipes() as pipes:
+    with job_runtime() as (pipes, _ray_address):
         extras = dict(pipes.extras)
         if not extras.get("date") and not extras.get("dates") and pipes.is_partition_step:
             # A backfill with a single-run policy hands over a range: one run, several days.

@@ -16,10 +16,11 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster_pipes import PipesContext, open_dagster_pipes
+from dagster_pipes import PipesContext
 from pydantic import BaseModel, ConfigDict
 
 from rayml_assets.core import lake
+from rayml_assets.jobs.runtime import job_runtime
 from rayml_assets.core.tracking import MlflowSettings, TuningTracker, plot_learning_curves
 from rayml_assets.core.tuning import (
     TrialEvent,
@@ -179,5 +180,5 @@ def _graceful_sigterm() -> None:
 if __name__ == "__main__":
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars would flood the Pipes log
     _graceful_sigterm()
-    with open_dagster_pipes() as context:
+    with job_runtime() as (context, _ray_address):  # Ray on Spark sets extras["ray_address"] on Databricks
         main(context)

@@ -10,6 +10,7 @@ RAW_IMAGES = AssetKey("raw_images")
 CLEANED_IMAGES = AssetKey("cleaned_images")
 TUNED_MODEL = AssetKey("tuned_model")
 REGISTERED_MODEL = AssetKey("registered_model")
+CHAMPION_MODEL = AssetKey("champion_model")
 PREDICTIONS = AssetKey("predictions")
 DATA_DRIFT_REPORT = AssetKey("data_drift_report")
 MODEL_DRIFT_REPORT = AssetKey("model_drift_report")
@@ -21,7 +22,7 @@ ingest_landing_job = define_asset_job(
 )
 retrain_job = define_asset_job(
     "retrain_job",
-    selection=AssetSelection.assets(CLEANED_IMAGES, TUNED_MODEL, REGISTERED_MODEL),
+    selection=AssetSelection.assets(CLEANED_IMAGES, TUNED_MODEL, REGISTERED_MODEL, CHAMPION_MODEL),
     description="Re-clean, re-tune and register a challenger (requested by drift_retrain_sensor).",
 )
 # Partitioning is inferred from the (daily) assets selected.
