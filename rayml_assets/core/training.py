@@ -106,6 +106,7 @@ class DataSpec:
     class_labels: tuple[str, ...]
     image_size: int = 32
     channels: int = 1
+    sample_fraction: float = 1.0  # sit/uat train on a stable sample of the rows
 
     def to_dict(self) -> dict:
         return {**asdict(self), "class_labels": list(self.class_labels)}
@@ -135,6 +136,11 @@ def discover_labels(table_uri: str, version: int, storage_options: dict | None =
     return tuple(sorted(labels))
 
 
+def in_sample(image_id: str, fraction: float) -> bool:
+    """A stable sample keyed on other hash bits than the split, so every split is sampled alike."""
+    return fraction >= 1.0 or int(image_id[8:16], 16) / 0x1_0000_0000 < fraction
+
+
 def shard_of(image_id: str, world_size: int) -> int:
     """Stable rank of a row, independent of file layout and scan order."""
     return zlib.crc32(image_id.encode()) % world_size
@@ -152,7 +158,8 @@ def shard_sizes(spec: DataSpec, split: str, world_size: int, storage_options: di
         storage_options=storage_options,
     ):
         for image_id in batch.column(0).to_pylist():
-            sizes[shard_of(image_id, world_size)] += 1
+            if in_sample(image_id, spec.sample_fraction):
+                sizes[shard_of(image_id, world_size)] += 1
     return sizes
 
 
@@ -215,7 +222,7 @@ class DeltaImageStream(IterableDataset):
             ):
                 ids, labels, blobs = (batch.column(i).to_pylist() for i in range(3))
                 for image_id, label, blob in zip(ids, labels, blobs):
-                    if shard_of(image_id, self.world_size) == self.rank:
+                    if shard_of(image_id, self.world_size) == self.rank and in_sample(image_id, self.spec.sample_fraction):
                         yield label, blob
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:

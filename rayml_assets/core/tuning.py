@@ -185,6 +185,7 @@ class TuningConfig(BaseModel):
     max_failures: int = Field(1, ge=0, description="retries of a failed trial from its last checkpoint")
     keep_checkpoints: int = Field(2, ge=1, description="best checkpoints kept per trial (the latest is always kept)")
     pretrained_weights_path: str | None = None
+    sample_fraction: float = Field(1.0, gt=0, le=1, description="train on this stable share of the rows (the profile's)")
 
     @field_validator("search_space")
     @classmethod
@@ -598,7 +599,7 @@ def run_tuning(
     labels = tuple(class_labels) if class_labels else discover_labels(table_uri, version, storage_options)
     if len(labels) < 2:
         raise ValueError(f"{table_uri}@v{version} has {len(labels)} class(es) among non-excluded rows; need 2+")
-    spec = DataSpec(table_uri, int(version), labels, config.image_size, config.channels)
+    spec = DataSpec(table_uri, int(version), labels, config.image_size, config.channels, config.sample_fraction)
     trainer = build_trainer(config, use_gpu)
     if restored:
         log.info("restoring tuning experiment %s", experiment_path)

@@ -288,9 +288,19 @@ class _Tick:
             p.covered = [interrupted.after, interrupted.t0 - self.settle_ns]  # a full pass, minus those reports
         elif folder.last is not None and _digest(files[: bisect.bisect_right(files, folder.last)]) == folder.digest:
             # A file rewritten under an old name is left to the next full pass or the audit (mark ``seen``).
-            p.after = p.skipped_to = folder.boundary or folder.last
+            p.after = p.skipped_to = folder.last if folder.boundary is None else min(folder.boundary, folder.last)
         p.files, p.digest, p.last = bool(files), _digest(files), files[-1] if files else None
         return p
+
+    def absorb(self, audit: _Pass) -> bool:
+        """Keep what an interrupted audit reported as the folder's marks, where one boundary can say it."""
+        folder = self.st.folders[audit.folder]
+        if audit.after is not None and folder.boundary is not None:
+            return False
+        if audit.after is not None:  # names up to it were checked to the audit's horizon, the rest were not
+            folder.boundary, folder.tail_seen = audit.after, folder.seen
+            folder.seen = max(folder.seen, audit.t0 - self.settle_ns)
+        return True
 
     def _register(self, dirs: list[str], parent: str, found: list[str] | None) -> None:
         for name in dirs:
@@ -370,12 +380,15 @@ def poll(
     while budget > 0 and (st.scan or queue):
         if st.scan is None:
             rel = queue.pop(0)
-            audit = st.audit if st.audit and st.audit.folder == rel else None
-            st.scan = tick.start(rel, queue, audit) if rel in st.folders else None
+            if rel not in st.folders:
+                continue
+            interrupted = None
+            if st.audit and st.audit.folder == rel:  # this pass covers what the audit would
+                interrupted = None if tick.absorb(st.audit) else st.audit
+                st.audit = None
+            st.scan = tick.start(rel, queue, interrupted)
             if st.scan is None:
                 continue
-            if audit:
-                st.audit = None  # this pass covers what the audit would
         before = tick.inspected
         if tick.step(st.scan, budget, queue):
             scanned.add(st.scan.folder)

@@ -51,9 +51,14 @@ class TunedModelConfig(Config):
     )
 
     def tuning(self) -> TuningConfig:
+        profile = load_profile()
         if self.tuning_yaml:
-            return TuningConfig.model_validate(yaml.safe_load(self.tuning_yaml))
-        return TuningConfig.from_yaml(SEARCH_SPACES[load_profile().search_space])
+            tuning = TuningConfig.model_validate(yaml.safe_load(self.tuning_yaml))
+        else:
+            tuning = TuningConfig.from_yaml(SEARCH_SPACES[profile.search_space])
+        if "sample_fraction" not in tuning.model_fields_set:
+            tuning = tuning.model_copy(update={"sample_fraction": profile.sample_fraction})
+        return tuning
 
 
 @asset(
