@@ -89,6 +89,9 @@ OPS = st.lists(
 # The folder changes while the audit is half-way through it: the audit's reports must not be repeated.
 @example([("write", "a/f0"), ("write", "a/f1"), ("poll", 1), ("poll", 2), ("write", "a/f0"), ("poll", 1), ("poll", 1),
           ("delete", "a/f1")])
+# The same, when the interrupted audit's progress is kept as the folder's marks.
+@example([("write", "a/f0"), ("write", "a/f1"), ("write", "a/f2"), ("poll", 10), ("write", "a/f2"), ("poll", 1),
+          ("poll", 1), ("write", "a/f3"), ("poll", 5)])
 def test_every_change_is_reported_once_and_none_is_missed(ops):
     tree, cursor, reported = FakeTree(), None, []
 

@@ -106,7 +106,7 @@ def tuned_model(
 
 
 class RegisteredModelConfig(Config):
-    promotion_margin: float = Field(0.0, description="The challenger must beat the champion's test accuracy by more than this")
+    promotion_margin: float = Field(0.0, description="The challenger must be strictly better than the champion, by at least this much test accuracy")
     min_accuracy: float = Field(0.9, description="Test accuracy a model needs before it can become champion")
 
 
