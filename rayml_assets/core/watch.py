@@ -268,11 +268,12 @@ class _Tick:
         self.inspected = 0
         self.settling = False
 
-    def start(self, rel: str, found: list[str] | None = None, interrupted: _Pass | None = None) -> _Pass | None:
+    def start(self, rel: str, found: list[str] | None = None, audit: _Pass | None = None) -> _Pass | None:
         """A pass over ``rel``. For a changed folder (``found`` given) its names are listed first:
         new subfolders go to ``found``, and if every file name seen by the last such pass is still
         there with no new name among them, only later names can be new files: the pass skips ahead.
-        ``interrupted`` is this folder's audit, which this pass replaces without repeating its reports."""
+        ``audit`` is the audit's pass when it is half-way through this folder: it waits while this
+        pass runs, and this pass does not repeat what the audit reported."""
         try:
             p = _Pass(rel, self.now_ns, self.tree.stamp(rel))
             if found is None:
@@ -284,23 +285,13 @@ class _Tick:
         self._register([n for n, is_dir in names if is_dir], rel, found)
         files = [n for n, is_dir in names if not is_dir]
         folder = self.st.folders[rel]
-        if interrupted is not None and interrupted.after is not None:
-            p.covered = [interrupted.after, interrupted.t0 - self.settle_ns]  # a full pass, minus those reports
-        elif folder.last is not None and _digest(files[: bisect.bisect_right(files, folder.last)]) == folder.digest:
+        if audit is not None and audit.after is not None:
+            p.covered = [audit.after, audit.t0 - self.settle_ns]
+        if folder.last is not None and _digest(files[: bisect.bisect_right(files, folder.last)]) == folder.digest:
             # A file rewritten under an old name is left to the next full pass or the audit (mark ``seen``).
             p.after = p.skipped_to = folder.last if folder.boundary is None else min(folder.boundary, folder.last)
         p.files, p.digest, p.last = bool(files), _digest(files), files[-1] if files else None
         return p
-
-    def absorb(self, audit: _Pass) -> bool:
-        """Keep what an interrupted audit reported as the folder's marks, where one boundary can say it."""
-        folder = self.st.folders[audit.folder]
-        if audit.after is not None and folder.boundary is not None:
-            return False
-        if audit.after is not None:  # names up to it were checked to the audit's horizon, the rest were not
-            folder.boundary, folder.tail_seen = audit.after, folder.seen
-            folder.seen = max(folder.seen, audit.t0 - self.settle_ns)
-        return True
 
     def _register(self, dirs: list[str], parent: str, found: list[str] | None) -> None:
         for name in dirs:
@@ -335,18 +326,20 @@ class _Tick:
         return done
 
     def _finish(self, p: _Pass, folder: _Folder, until: int) -> None:
-        if p.unsettled or (p.stamp is not None and p.stamp > until):
+        if p.unsettled:
             folder.stamp = None  # changed within the settle margin: look again next tick
         elif p.stamp is None:
             # No stamps (object stores): folders of folders are relisted every tick, which is
             # how new day or batch folders are found at once; folders of files wait for the audit.
             folder.stamp = 0 if p.files else None
-        else:
-            folder.stamp = p.stamp
+        elif p.digest is not None:  # (an audit leaves the listing stamp to the changed-folder passes)
+            folder.stamp = None if p.stamp > until else p.stamp
         if p.skipped_to is not None:  # names up to it keep their mark; the names read now are seen to ``until``
             folder.boundary, folder.tail_seen = p.skipped_to, until
-        else:
-            folder.seen, folder.boundary, folder.tail_seen = max(folder.seen, until), None, 0
+        else:  # every name was read
+            folder.seen = max(folder.seen, until)
+            if folder.boundary is not None and folder.tail_seen <= folder.seen:
+                folder.boundary, folder.tail_seen = None, 0
         if p.digest is not None:  # an audit pass lists no names
             unsure = p.unsettled  # a pass that left unsettled files must not vouch for their names
             folder.digest, folder.last = (None, None) if unsure else (p.digest, p.last)
@@ -382,11 +375,7 @@ def poll(
             rel = queue.pop(0)
             if rel not in st.folders:
                 continue
-            interrupted = None
-            if st.audit and st.audit.folder == rel:  # this pass covers what the audit would
-                interrupted = None if tick.absorb(st.audit) else st.audit
-                st.audit = None
-            st.scan = tick.start(rel, queue, interrupted)
+            st.scan = tick.start(rel, queue, st.audit if st.audit and st.audit.folder == rel else None)
             if st.scan is None:
                 continue
         before = tick.inspected
@@ -400,8 +389,8 @@ def poll(
     budget = max(budget, limit // 10)
     busy = scanned | set(queue) | ({st.scan.folder} if st.scan else set())
     for _ in range(len(st.folders) + 1):
-        if budget <= 0 or not st.folders:
-            break
+        if budget <= 0 or not st.folders or (st.audit and st.scan and st.audit.folder == st.scan.folder):
+            break  # the audit waits while its folder's changes are being scanned
         if st.audit is None:
             order = sorted(st.folders)
             rel = order[bisect.bisect_right(order, st.audited) % len(order)] if st.audited is not None else order[0]

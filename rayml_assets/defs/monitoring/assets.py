@@ -50,8 +50,8 @@ def champion_extras(mlflow_store: MlflowResource) -> dict:
 
 
 class DriftConfigOverrides(Config):
-    p_val: Optional[float] = Field(None, description="Significance level of each drift test (default 0.05)")
-    n_permutations: Optional[int] = Field(None, description="Permutations of the MMD test (default 200)")
+    p_val: Optional[float] = Field(None, description="Significance level of the whole report, split across its tests (default 0.05)")
+    n_permutations: Optional[int] = Field(None, description="Permutations of the MMD test (default 100)")
     reference_size: Optional[int] = Field(None, description="Training-split images in the reference sample")
 
     def as_dict(self) -> Optional[dict]:
