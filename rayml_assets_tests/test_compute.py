@@ -17,7 +17,6 @@ Three kinds of test live here:
 
 import inspect
 import json
-import time
 
 import dagster._core.pipes.utils as pipes_utils
 import pytest
@@ -325,10 +324,7 @@ def test_local_compute_failing_script_fails_asset_with_its_message():
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory):
     """The project wheel, built once per session (about 5 s here)."""
-    started = time.monotonic()
-    path = deploy_mod.build_wheel(tmp_path_factory.mktemp("wheel"))
-    assert time.monotonic() - started < 60
-    return path
+    return deploy_mod.build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture
