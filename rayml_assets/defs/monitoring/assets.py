@@ -59,6 +59,11 @@ class DriftConfigOverrides(Config):
         return values or None
 
 
+def daily_asset(**kwargs):
+    """A daily-partitioned monitoring asset that one run can backfill over a range of days."""
+    return asset(partitions_def=DAILY, backfill_policy=BackfillPolicy.single_run(), group_name=MONITORING_GROUP, **kwargs)
+
+
 def _run_day_task(context, compute, task: str, extras: dict) -> MaterializeResult:
     # Dates go in explicitly: Dagster 1.13 passes a partition *range* to Pipes only when the
     # step also has a single partition key, so a single-run backfill would arrive without them.
@@ -66,11 +71,8 @@ def _run_day_task(context, compute, task: str, extras: dict) -> MaterializeResul
     return compute.run(context, job="drift", extras=extras).get_materialize_result()
 
 
-@asset(
+@daily_asset(
     deps=[champion_model],
-    partitions_def=DAILY,
-    backfill_policy=BackfillPolicy.single_run(),
-    group_name=MONITORING_GROUP,
     kinds={"delta", "pytorch"},
     description="Batch inference by the champion (pinned version) over each day's production images, "
     "in a Delta table: image_id, date, model_version, predicted label and class probabilities.",
@@ -88,11 +90,8 @@ def predictions(
     )
 
 
-@asset(
+@daily_asset(
     deps=[predictions],
-    partitions_def=DAILY,
-    backfill_policy=BackfillPolicy.single_run(),
-    group_name=MONITORING_GROUP,
     kinds={"pytorch"},
     description="Data drift of the day's production images against the training reference: alibi-detect MMD on "
     "champion embeddings plus a label-free test on predictions; plots and an HTML report.",
@@ -112,11 +111,8 @@ def data_drift_report(
     )
 
 
-@asset(
+@daily_asset(
     deps=[predictions],
-    partitions_def=DAILY,
-    backfill_policy=BackfillPolicy.single_run(),
-    group_name=MONITORING_GROUP,
     kinds={"pytorch"},
     description="Model drift: the day's accuracy from feedback labels against the test-split reference "
     "(Fisher's exact test on correct/incorrect), with accuracy over time and an HTML report.",
