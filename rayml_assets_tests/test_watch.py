@@ -52,7 +52,7 @@ class FakeTree:
     def names(self, rel):
         return [(e.name, e.is_dir) for e in self._kids(rel).values()]
 
-    def children(self, rel, after, limit):
+    def children(self, rel, after, limit, names=None):
         kids = self._kids(rel)
         names = [n for n in kids if after is None or n > after]
         return [kids[n] for n in names[:limit]], len(names) <= limit

@@ -157,11 +157,15 @@ def ingest(
     seen = _known_ids(index_uri, "fingerprint", storage_options)
     todo = [item for item in items if item.size is None or item.fingerprint not in seen]
 
-    outcomes = _check_all(
-        todo,
-        policy,
-        _known_ids(raw_uri, "image_id", storage_options),
-        _known_ids(q_uri, "quarantine_id", storage_options),
+    outcomes = (
+        _check_all(
+            todo,
+            policy,
+            _known_ids(raw_uri, "image_id", storage_options),
+            _known_ids(q_uri, "quarantine_id", storage_options),
+        )
+        if todo
+        else []  # an unchanged landing: nothing is read, not even the known ids
     )
     now = datetime.now(timezone.utc)
     valid_by_id: dict[str, dict] = {}

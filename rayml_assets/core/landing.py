@@ -77,24 +77,47 @@ def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return fs.unstrip_protocol(path)
 
 
+def _scan_local(root: str) -> dict[str, dict]:
+    """fsspec-like ``find(detail=True)`` for a local folder, with one stat per file.
+
+    Symlinked folders are followed as fsspec does; ``via_link`` marks files whose
+    path went through a link, the only ones that need resolving against the root.
+    """
+    found: dict[str, dict] = {}
+    stack = [(root, False)]
+    while stack:
+        folder, linked = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                via_link = linked or entry.is_symlink()
+                if entry.is_dir():
+                    stack.append((entry.path, via_link))
+                elif entry.is_file():
+                    st = entry.stat()
+                    found[entry.path] = {"size": st.st_size, "mtime": st.st_mtime, "via_link": via_link}
+    return found
+
+
 def list_folder(uri: str, limit: int | None = None, after: str | None = None) -> list[LandedFile]:
     """Files under ``<root>/<label>/...`` in sorted order; ``after``/``limit`` bound one listing."""
     fs, root = _fs(uri)
     if not fs.isdir(root):
         raise LandingError(f"landing folder {uri!r} does not exist or is not a folder")
     found: list[LandedFile] = []
-    listing = fs.find(root, withdirs=False, detail=True)
+    local = isinstance(fs, LocalFileSystem)
+    listing = _scan_local(root) if local else fs.find(root, withdirs=False, detail=True)
     for path in sorted(listing):
         info = listing[path]
         rel = path[len(root) + 1 :]
         if after is not None and rel <= after:
             continue
         parts = rel.split("/")
-        uri_ = _uri(fs, path)
+        uri_ = f"file://{path}" if local else _uri(fs, path)
         if any(part.startswith(".") for part in parts):
             continue  # hidden files (editor swap files, .DS_Store) are not data
         stamp = {"size": info.get("size"), "modified": _modified(info)}
-        if not _inside(fs, root, path):
+        # A local file reached without any symlink is inside the root by construction.
+        if (info.get("via_link", True)) and not _inside(fs, root, path):
             found.append(LandedFile(uri_, parts[0], "", RejectReason.PATH_ESCAPES_ROOT, "resolves outside the landing root", **stamp))
         elif len(parts) < 2:
             found.append(LandedFile(uri_, "", "", RejectReason.UNKNOWN_LABEL, "file is not inside a <label>/ folder", **stamp))

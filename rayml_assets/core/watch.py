@@ -65,8 +65,9 @@ class Tree(Protocol):
     def names(self, rel: str) -> list[tuple[str, bool]]:
         """Every child's (name, is_folder), in name order: one listing, no call per child."""
 
-    def children(self, rel: str, after: str | None, limit: int) -> tuple[list[Entry], bool]:
-        """Up to ``limit`` children named after ``after`` in name order, and whether the folder is exhausted."""
+    def children(self, rel: str, after: str | None, limit: int, names: list[str] | None = None) -> tuple[list[Entry], bool]:
+        """Up to ``limit`` children named after ``after`` in name order, and whether the folder is exhausted.
+        ``names``: the folder's names, listed earlier in this tick, where the store can use them."""
 
 
 def _digest(names: list[str]) -> str:
@@ -100,9 +101,9 @@ class LocalTree:
         with os.scandir(self._path(rel)) as entries:  # is_dir comes with the listing (d_type): no stat
             return sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries if _visible(e.name))
 
-    def children(self, rel: str, after: str | None, limit: int) -> tuple[list[Entry], bool]:
+    def children(self, rel: str, after: str | None, limit: int, names: list[str] | None = None) -> tuple[list[Entry], bool]:
         folder = self._path(rel)
-        names = sorted(n for n in os.listdir(folder) if _visible(n))
+        names = names if names is not None else [name for name, _ in self.names(rel)]
         start = bisect.bisect_right(names, after) if after is not None else 0
         out: list[Entry] = []
         for name in names[start : start + limit]:
@@ -155,8 +156,8 @@ class FsspecTree:
         infos, names = self._listing(rel)
         return [(n, i.get("type") == "directory") for i, n in zip(infos, names)]
 
-    def children(self, rel: str, after: str | None, limit: int) -> tuple[list[Entry], bool]:
-        rest, names = self._listing(rel)
+    def children(self, rel: str, after: str | None, limit: int, names: list[str] | None = None) -> tuple[list[Entry], bool]:
+        rest, names = self._listing(rel)  # a listing carries the details: nothing to save
         out: list[Entry] = []
         start = bisect.bisect_right(names, after) if after is not None else 0
         for info, name in zip(rest[start : start + limit], names[start : start + limit]):
@@ -267,6 +268,7 @@ class _Tick:
         self.changes: list[Change] = []
         self.inspected = 0
         self.settling = False
+        self.listed: dict[str, list[str]] = {}  # names listed this tick, per folder
 
     def start(self, rel: str, found: list[str] | None = None, audit: _Pass | None = None) -> _Pass | None:
         """A pass over ``rel``. For a changed folder (``found`` given) its names are listed first:
@@ -282,6 +284,7 @@ class _Tick:
         except (FileNotFoundError, NotADirectoryError):
             self.st.forget(rel)
             return None
+        self.listed[rel] = [n for n, _ in names]
         self._register([n for n, is_dir in names if is_dir], rel, found)
         files = [n for n, is_dir in names if not is_dir]
         folder = self.st.folders[rel]
@@ -305,7 +308,7 @@ class _Tick:
         """Read one slice of ``p``'s folder (new subfolders go to ``found``); True when the folder is done."""
         folder, until = self.st.folders[p.folder], p.t0 - self.settle_ns
         try:
-            entries, done = self.tree.children(p.folder, p.after, budget)
+            entries, done = self.tree.children(p.folder, p.after, budget, self.listed.get(p.folder))
         except (FileNotFoundError, NotADirectoryError):
             self.st.forget(p.folder)
             return True
@@ -315,8 +318,10 @@ class _Tick:
             if e.is_dir:
                 continue
             p.files = True
-            if e.changed_ns > until:
-                p.unsettled = self.settling = True  # still being written, or changed after the pass began: next pass
+            if e.changed_ns > until:  # changed after the pass began (or still being written): a later pass's
+                if p.digest is not None:  # a changed folder's pass looks again next tick
+                    p.unsettled = True
+                    self.settling |= e.changed_ns > self.now_ns - self.settle_ns
             elif e.changed_ns > max(folder.mark(e.name), p.covered[1] if p.covered and e.name <= p.covered[0] else 0):
                 self.changes.append(Change(_join(p.folder, e.name), f"{e.uri}|{e.size}|{e.modified}"))
         if entries:
