@@ -6,6 +6,7 @@
 from dagster import Definitions
 
 from rayml_assets.defs import automation, dataset, monitoring, training
+from rayml_assets.observability.azure_monitor import dagster_loggers
 from rayml_assets.resources.compute import compute_for_profile
 from rayml_assets.resources.mlflow import MlflowResource
 from rayml_assets.resources.ray import RayResource
@@ -43,7 +44,8 @@ def build_definitions(profile: Profile) -> Definitions:
         training.defs,
         monitoring.defs,
         automation.defs,
-        Definitions(resources=resources_for(profile)),
+        # Azure Monitor log shipping, only in profiles that configure it (docs/infrastructure.md).
+        Definitions(resources=resources_for(profile), loggers=dagster_loggers(profile) or None),
     )
 
 

@@ -187,13 +187,17 @@ def test_automation_resolves_against_the_contracted_assets():
     @asset(deps=[tuned_model])
     def registered_model(): ...
 
-    stand_ins = [predictions, data_drift_report, model_drift_report, raw_images, cleaned_images, tuned_model, registered_model]
+    @asset(deps=[registered_model])
+    def champion_model(): ...
+
+    stand_ins = [predictions, data_drift_report, model_drift_report, raw_images, cleaned_images, tuned_model,
+                 registered_model, champion_model]
     repo = Definitions.merge(Definitions(assets=stand_ins), automation.defs).get_repository_def()
     assert {s.name: s.default_status for s in repo.sensor_defs} == dict.fromkeys(
         ["landing_sensor", "production_sensor", "feedback_sensor", "drift_retrain_sensor"], DefaultSensorStatus.RUNNING
     )
     jobs = {j.name: sorted(k.to_user_string() for k in j.asset_layer.executable_asset_keys) for j in repo.get_all_jobs()}
-    assert jobs["retrain_job"] == ["cleaned_images", "registered_model", "tuned_model"]
+    assert jobs["retrain_job"] == ["champion_model", "cleaned_images", "registered_model", "tuned_model"]
     assert jobs["daily_monitoring_job"] == ["data_drift_report", "model_drift_report", "predictions"]
     assert repo.get_job("production_job").partitions_def == DAILY
 

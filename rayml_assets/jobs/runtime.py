@@ -98,6 +98,15 @@ def ray_on_spark(spec: Mapping[str, Any]) -> Iterator[str]:
         shutdown_ray_cluster()
 
 
+def _ship_logs(pipes) -> None:
+    """Send this job's logs to Azure Monitor when its profile configures it (no-op locally)."""
+    from rayml_assets.observability.azure_monitor import attach_to_root_logger
+    from rayml_assets.settings import load_profile
+
+    run_id = pipes.run_id if isinstance(pipes, PipesContext) else ""
+    attach_to_root_logger(load_profile(), run_id=run_id or "")
+
+
 @contextmanager
 def job_runtime() -> Iterator[tuple[PipesContext, str | None]]:
     """Open Pipes for this launch and yield ``(pipes, ray_address)``."""
@@ -112,6 +121,7 @@ def job_runtime() -> Iterator[tuple[PipesContext, str | None]]:
         # so a script's strict extras model sees its parameters and the ray_address only.
         for key, value in (extras.pop(ENV_KEY, None) or {}).items():
             os.environ.setdefault(key, value)
+        _ship_logs(pipes)
         spec = extras.pop(RAY_ON_SPARK_KEY, None)
         if on_databricks() and spec:
             with ray_on_spark(spec) as address:

@@ -23,7 +23,8 @@ ingest_landing_job = define_asset_job(
 retrain_job = define_asset_job(
     "retrain_job",
     selection=AssetSelection.assets(CLEANED_IMAGES, TUNED_MODEL, REGISTERED_MODEL, CHAMPION_MODEL),
-    description="Re-clean, re-tune and register a challenger (requested by drift_retrain_sensor).",
+    description="Re-clean, re-tune and register a challenger, which champion_model promotes if it wins "
+    "(requested by drift_retrain_sensor).",
 )
 # Partitioning is inferred from the (daily) assets selected.
 production_job = define_asset_job(

@@ -137,15 +137,18 @@ def _file_sensor(context: SensorEvaluationContext, uri: str, key_of: KeyOf, job_
     return SensorResult(skip_reason=reason, cursor=cursor)
 
 
+def _sensor(job, description: str):
+    """Every sensor here is on by default (`make dev` watches at once) and ticks every INTERVAL_S."""
+    return sensor(job=job, minimum_interval_seconds=INTERVAL_S, default_status=DefaultSensorStatus.RUNNING, description=description)
+
+
 def _tags(files: FileSet) -> dict[str, str]:
     return {"rayml/new_files": str(files.count), "rayml/first_new_file": files.first[:200]}
 
 
-@sensor(
-    job=ingest_landing_job,
-    minimum_interval_seconds=INTERVAL_S,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="New or changed files in the image landing request raw_images (which ingests the whole landing).",
+@_sensor(
+    ingest_landing_job,
+    "New or changed files in the image landing request raw_images (which ingests the whole landing).",
 )
 def landing_sensor(context: SensorEvaluationContext, landing: LandingResource) -> SensorResult:
     return _file_sensor(
@@ -185,11 +188,9 @@ def feedback_day(path: str) -> tuple[str | None, str | None]:
     return _day(path.removesuffix(".csv"))
 
 
-@sensor(
-    job=production_job,
-    minimum_interval_seconds=INTERVAL_S,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Images in a production YYYY-MM-DD/ folder request that day's predictions and data_drift_report, "
+@_sensor(
+    production_job,
+    "Images in a production YYYY-MM-DD/ folder request that day's predictions and data_drift_report, "
     "once the day has ended (a daily partition exists from the next day on).",
 )
 def production_sensor(context: SensorEvaluationContext, landing: LandingResource) -> SensorResult:
@@ -215,11 +216,9 @@ def _feedback_request(context: SensorEvaluationContext) -> MakeRequest:
     return make
 
 
-@sensor(
-    job=feedback_job,
-    minimum_interval_seconds=INTERVAL_S,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="A new or changed feedback YYYY-MM-DD.csv requests that day's model_drift_report "
+@_sensor(
+    feedback_job,
+    "A new or changed feedback YYYY-MM-DD.csv requests that day's model_drift_report "
     "(and its predictions, when that partition was never materialized).",
 )
 def feedback_sensor(context: SensorEvaluationContext, landing: LandingResource) -> SensorResult:
@@ -257,11 +256,9 @@ def drift_windows(days: list[str], k: int, drifted: Callable[[str], bool]) -> li
     return sorted(windows)
 
 
-@sensor(
-    job=retrain_job,
-    minimum_interval_seconds=INTERVAL_S,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="data_drift_report with is_drift on K consecutive days (RAYML_DRIFT_RETRAIN_DAYS, default 2) "
+@_sensor(
+    retrain_job,
+    "data_drift_report with is_drift on K consecutive days (RAYML_DRIFT_RETRAIN_DAYS, default 2) "
     "requests retraining, once per episode of consecutive drifted days.",
 )
 def drift_retrain_sensor(context: SensorEvaluationContext) -> SensorResult:
