@@ -29,7 +29,9 @@ BATCH_FOLDERS = 10  # per label, in the batch-folder layout
 # Where the files of one layout go: (label, file number) -> relative folder and name.
 LAYOUTS = {
     # <label>/<batch>/: each arrival is a new folder (the day folders of production look the same)
-    "batch folders": lambda label, i, total: (f"{label}/batch_{i * BATCH_FOLDERS * len(LABELS) // total:03d}", f"{i:06d}.png"),
+    "batch folders": lambda label, i, total: (
+        f"{label}/batch_{i * BATCH_FOLDERS * len(LABELS) // total:03d}", f"{i:06d}.png"
+    ),
     # <label>/ with names that sort after the old ones (counters, timestamps)
     "flat, appended names": lambda label, i, total: (label, f"{i:06d}.png"),
     # <label>/ with new names among the old ones (rayml_assets.sample's batches, random ids)
@@ -101,13 +103,15 @@ if __name__ == "__main__":
         print(f"== {layout}")
         for r in (small, large):
             print(
-                f"  {r['files']:>7,} files: idle tick {r['idle_ms']:6.2f} ms | new batch requested after {r['arrival_ticks']} "
+                f"  {r['files']:>7,} files: idle tick {r['idle_ms']:6.2f} ms | "
+                f"new batch requested after {r['arrival_ticks']} "
                 f"ticks, costliest {r['arrival_ms']:6.2f} ms | first scan {r['first_scan_ticks']} ticks | "
                 f"naive full listing {r['naive_ms']:7.1f} ms"
             )
         print(
             f"  {args.large:,} vs {args.small:,} files: idle tick {large['idle_ms'] / small['idle_ms']:.2f}x, "
             f"new-batch tick {large['arrival_ms'] / small['arrival_ms']:.2f}x (goal <= 1.5), latency "
-            f"{small['arrival_ticks']} -> {large['arrival_ticks']} ticks; naive listing {large['naive_ms'] / small['naive_ms']:.0f}x"
+            f"{small['arrival_ticks']} -> {large['arrival_ticks']} ticks; "
+            f"naive listing {large['naive_ms'] / small['naive_ms']:.0f}x"
         )
     sys.exit(0)

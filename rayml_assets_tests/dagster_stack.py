@@ -24,6 +24,7 @@ BIN = Path(sys.executable).parent
 LOCATION = "rayml_assets"
 # Cloud credentials never reach the local stack (nor its runs).
 _SECRET_PREFIXES = ("DATABRICKS_", "AZURE_", "AWS_", "GOOGLE_")
+RELOAD_LOCATION = "mutation($n: String!) { reloadRepositoryLocation(repositoryLocationName: $n) { __typename } }"
 
 
 def free_port() -> int:
@@ -67,7 +68,8 @@ class DagsterStack:
         self.grpc_port, self.web_port = free_port(), free_port()
         self.workspace = root / "workspace.yaml"
         self.workspace.write_text(
-            f"load_from:\n  - grpc_server:\n      host: 127.0.0.1\n      port: {self.grpc_port}\n      location_name: {LOCATION}\n"
+            "load_from:\n  - grpc_server:\n"
+            f"      host: 127.0.0.1\n      port: {self.grpc_port}\n      location_name: {LOCATION}\n"
         )
         self.procs: dict[str, subprocess.Popen] = {}
         self.url = f"http://127.0.0.1:{self.web_port}"
@@ -77,18 +79,22 @@ class DagsterStack:
     def _spawn(self, name: str, *args: str) -> None:
         log = open(self.root / f"{name}.log", "ab")
         self.procs[name] = subprocess.Popen(
-            [str(BIN / args[0]), *args[1:]], cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [str(BIN / args[0]), *args[1:]],
+            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
     def logs(self) -> str:
         return "\n".join(
-            f"----- {p.name} (last 3000 chars)\n{p.read_text(errors='replace')[-3000:]}" for p in sorted(self.root.glob("*.log"))
+            f"----- {p.name} (last 3000 chars)\n{p.read_text(errors='replace')[-3000:]}"
+            for p in sorted(self.root.glob("*.log"))
         )
 
     def start(self, daemon: bool = True, timeout: float = 240) -> DagsterStack:
         self._spawn("code_server", "dagster", "code-server", "start", "-m", self.module, "-h", "127.0.0.1",
                     "-p", str(self.grpc_port), "--location-name", LOCATION)
-        self._spawn("webserver", "dagster-webserver", "-w", str(self.workspace), "-h", "127.0.0.1", "-p", str(self.web_port))
+        self._spawn(
+            "webserver", "dagster-webserver", "-w", str(self.workspace), "-h", "127.0.0.1", "-p", str(self.web_port)
+        )
         if daemon:
             self.start_daemon()
         wait_for("the code location to load in the webserver", self._location_loaded, timeout, 2, self.logs)
@@ -143,7 +149,7 @@ class DagsterStack:
             loaded = entry["locationOrLoadError"] or {}
             if loaded.get("__typename") == "PythonError":
                 # The webserver may have asked before the code server listened: reload and look again.
-                self.graphql("mutation($n: String!) { reloadRepositoryLocation(repositoryLocationName: $n) { __typename } }", n=entry["name"])
+                self.graphql(RELOAD_LOCATION, n=entry["name"])
                 return False
             if entry["loadStatus"] != "LOADED" or loaded.get("__typename") != "RepositoryLocation":
                 return False

@@ -61,7 +61,8 @@ def test_daemon_restart_neither_misses_nor_repeats_landing_runs(stack, profile, 
     assert len({r["tags"]["dagster/run_key"] for r in runs}) == 3
     assert sorted(int(r["tags"]["rayml/new_files"]) for r in runs) == [20, 20, 30], "30 = 20 digits + 10 dirty files"
 
-    one_shot = ingest(profile.landing_uri, str(tmp_path / "lake"), IngestPolicy(taxonomy=tuple(profile.taxonomy), workers=1))
+    policy = IngestPolicy(taxonomy=tuple(profile.taxonomy), workers=1)
+    one_shot = ingest(profile.landing_uri, str(tmp_path / "lake"), policy)
     rows = lake.read_at(lake.table_uri(profile.lake_root, lake.RAW_IMAGES), None, ["image_id"]).num_rows
     assert rows == one_shot.total_rows > 60, "incremental ingestion by the daemon == one-shot ingestion"
 

@@ -18,7 +18,12 @@ from dagster import (
 )
 
 from rayml_assets.defs import automation
-from rayml_assets.defs.automation.sensors import drift_retrain_sensor, feedback_sensor, landing_sensor, production_sensor
+from rayml_assets.defs.automation.sensors import (
+    drift_retrain_sensor,
+    feedback_sensor,
+    landing_sensor,
+    production_sensor,
+)
 from rayml_assets.defs.partitions import DAILY
 from rayml_assets.resources.storage import LandingResource
 from rayml_assets.sample import write_batches
@@ -28,7 +33,9 @@ from rayml_assets.sample import write_batches
 def landing(profile, monkeypatch) -> LandingResource:
     monkeypatch.setenv("RAYML_SENSOR_SETTLE_SECONDS", "0")  # files written by the test are complete
     return LandingResource(
-        images_uri=profile.landing_uri, production_uri=profile.production_landing_uri, feedback_uri=profile.feedback_landing_uri
+        images_uri=profile.landing_uri,
+        production_uri=profile.production_landing_uri,
+        feedback_uri=profile.feedback_landing_uri,
     )
 
 
@@ -93,9 +100,11 @@ def test_production_sensor_requests_ended_days_and_ignores_malformed_folders(ins
         _day_folder(landing.production_uri, day)
     Path(landing.production_uri, "2026-01-04", "notes.txt").write_text("not an image")
     result = two_ticks(production_sensor, instance, landing=landing)
-    assert {r.partition_key: r.tags["rayml/new_files"] for r in result.run_requests} == {"2026-01-03": "2", "2026-01-04": "2"}
+    requested = {r.partition_key: r.tags["rayml/new_files"] for r in result.run_requests}
+    assert requested == {"2026-01-03": "2", "2026-01-04": "2"}
     warning = capfd.readouterr().err  # the sensor's context.log
-    assert "'latest' is not a YYYY-MM-DD day" in warning and "'2026-13-40'" in warning and "before the first partition" in warning
+    for problem in ("'latest' is not a YYYY-MM-DD day", "'2026-13-40'", "before the first partition"):
+        assert problem in warning
     assert list(json.loads(result.cursor)["pending"]) == [today], "today is not a partition until it ends"
 
     quiet = tick(production_sensor, instance, result.cursor, landing)
@@ -196,7 +205,9 @@ def test_automation_resolves_against_the_contracted_assets():
     assert {s.name: s.default_status for s in repo.sensor_defs} == dict.fromkeys(
         ["landing_sensor", "production_sensor", "feedback_sensor", "drift_retrain_sensor"], DefaultSensorStatus.RUNNING
     )
-    jobs = {j.name: sorted(k.to_user_string() for k in j.asset_layer.executable_asset_keys) for j in repo.get_all_jobs()}
+    jobs = {
+        j.name: sorted(k.to_user_string() for k in j.asset_layer.executable_asset_keys) for j in repo.get_all_jobs()
+    }
     assert jobs["retrain_job"] == ["champion_model", "cleaned_images", "registered_model", "tuned_model"]
     assert jobs["daily_monitoring_job"] == ["data_drift_report", "model_drift_report", "predictions"]
     assert repo.get_job("production_job").partitions_def == DAILY

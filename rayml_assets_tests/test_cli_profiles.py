@@ -17,7 +17,8 @@ def test_definitions_validate_for_every_profile_without_credentials(tmp_path):
     for name in PROFILES:  # in parallel: each process imports the whole stack (about 15 s of CPU)
         # One DAGSTER_HOME each: processes sharing a fresh one race its SQLite schema migration.
         (tmp_path / name / "dagster_home").mkdir(parents=True)
-        env = clean_env(RAYML_PROFILE=name, RAYML_HOME=str(tmp_path / name), DAGSTER_HOME=str(tmp_path / name / "dagster_home"))
+        home = tmp_path / name
+        env = clean_env(RAYML_PROFILE=name, RAYML_HOME=str(home), DAGSTER_HOME=str(home / "dagster_home"))
         assert not [k for k in env if k.startswith(("DATABRICKS_", "AZURE_"))]
         procs[name] = subprocess.Popen(
             [str(BIN / "dagster"), "definitions", "validate", "-m", "rayml_assets.definitions"],

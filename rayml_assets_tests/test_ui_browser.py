@@ -80,7 +80,8 @@ def page(browser, stack):
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
     # A fresh instance greets with a newsletter dialog; skip it whenever it shows.
-    page.add_locator_handler(page.get_by_text("Join the Dagster community"), lambda: page.get_by_role("button", name="Skip").click())
+    skip = page.get_by_role("button", name="Skip")
+    page.add_locator_handler(page.get_by_text("Join the Dagster community"), lambda: skip.click())
     yield page
     page.close()
 
@@ -102,7 +103,8 @@ def test_sensors_page_graph_and_materialize_in_the_browser(stack, page):
 
     # 1. Automation: every sensor and the schedule, with the sensors on by default.
     page.goto(f"{stack.url}/automation")
-    for name in ("landing_sensor", "production_sensor", "feedback_sensor", "drift_retrain_sensor", "daily_monitoring_schedule"):
+    sensors = ("landing_sensor", "production_sensor", "feedback_sensor", "drift_retrain_sensor")
+    for name in (*sensors, "daily_monitoring_schedule"):
         expect(page.get_by_role("link", name=re.compile(name))).to_be_visible()
     assert _sensor_status(stack, "landing_sensor") == "RUNNING"
     page.screenshot(path=SHOTS / "automation.png")
@@ -129,7 +131,7 @@ def test_sensors_page_graph_and_materialize_in_the_browser(stack, page):
         geometry = page.evaluate(GRAPH_GEOMETRY)
         return geometry if keys <= set(geometry["nodes"]) and len(geometry["edges"]) >= len(edges) else None
 
-    geometry = wait_for("every asset box and edge in the graph", drawn, 60, on_timeout=lambda: page.evaluate(GRAPH_GEOMETRY))
+    geometry = wait_for("every asset box and edge", drawn, 60, on_timeout=lambda: page.evaluate(GRAPH_GEOMETRY))
     page.screenshot(path=SHOTS / "asset_graph.png")
     missing = sorted(f"{u} -> {d}" for u, d in edges if not _edges_drawn(geometry, u, d))
     assert not missing, f"edges not drawn: {missing}; geometry: {geometry}"

@@ -2,25 +2,28 @@
 
 A sensor cursor must stay small, and a tick should cost the same whether the
 landing holds a thousand files or a million. So the watcher remembers one entry
-per *folder*, never per file: ``[listing stamp, seen-up-to]``.
+per *folder*, never per file (``_Folder``): its listing stamp, a change-time
+mark, and a digest and the last of its file names.
 
 * **Changed folders.** A folder's mtime moves whenever an entry is created,
-  renamed or deleted in it. One ``stat`` per known folder per tick finds them;
-  a changed folder is then scanned, and its files whose change time (ctime) is
-  after the folder's *seen-up-to* mark are new.
+  renamed or deleted in it. One ``stat`` per known folder per tick finds them.
+  A changed folder's names are listed (one readdir, no call per file); when the
+  names it had last time are all there and no new name sorts among them, only
+  the names after them are read. A file is new when its change time (ctime) is
+  after its folder's mark.
 * **Audit.** A file rewritten in place does not move its folder's mtime, so a
-  slow rolling audit re-checks unchanged folders, ``limit`` entries per tick.
+  slow rolling audit re-reads unchanged folders, ``limit`` entries per tick.
   Object stores have no folder mtimes: there the audit is what finds new files
   in existing folders, while brand-new folders are still found in one tick.
 
 Every scan ("pass") over a folder reads at most ``limit`` entries per tick and
-resumes after the last name next tick, so a tick costs one ``stat`` per folder
-plus ``limit`` entries. A pass started at ``t0`` reports files changed in
-``(seen, t0 - settle]`` and then sets ``seen = t0 - settle``: a file is reported
-once per change, and the ``settle`` margin leaves out files still being written
-(and covers coarse filesystem clocks). Landing each batch in its own folder
-(``<label>/<batch>/``, a day folder) makes a new batch cost one tick; adding
-files to a big existing folder costs ``folder size / limit`` ticks of scanning.
+resumes after the last name next tick. A pass started at ``t0`` reports files
+changed in ``(mark, t0 - settle]`` and then raises the mark of the names it read
+to ``t0 - settle``: a file is reported once per change, and the ``settle`` margin
+leaves out files still being written (and covers coarse filesystem clocks).
+Landing each batch in its own folder (``<label>/<batch>/``, a day folder) makes a
+new batch cost one tick; new names among the old ones in a big folder cost
+``folder size / limit`` ticks of re-reading.
 """
 
 from __future__ import annotations
@@ -65,7 +68,9 @@ class Tree(Protocol):
     def names(self, rel: str) -> list[tuple[str, bool]]:
         """Every child's (name, is_folder), in name order: one listing, no call per child."""
 
-    def children(self, rel: str, after: str | None, limit: int, names: list[str] | None = None) -> tuple[list[Entry], bool]:
+    def children(
+        self, rel: str, after: str | None, limit: int, names: list[str] | None = None
+    ) -> tuple[list[Entry], bool]:
         """Up to ``limit`` children named after ``after`` in name order, and whether the folder is exhausted.
         ``names``: the folder's names, listed earlier in this tick, where the store can use them."""
 
@@ -101,7 +106,9 @@ class LocalTree:
         with os.scandir(self._path(rel)) as entries:  # is_dir comes with the listing (d_type): no stat
             return sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries if _visible(e.name))
 
-    def children(self, rel: str, after: str | None, limit: int, names: list[str] | None = None) -> tuple[list[Entry], bool]:
+    def children(
+        self, rel: str, after: str | None, limit: int, names: list[str] | None = None
+    ) -> tuple[list[Entry], bool]:
         folder = self._path(rel)
         names = names if names is not None else [name for name, _ in self.names(rel)]
         start = bisect.bisect_right(names, after) if after is not None else 0
@@ -117,7 +124,8 @@ class LocalTree:
             except OSError:
                 continue  # vanished between listing and stat, or a dangling link
             is_dir = stat_.S_ISDIR(st.st_mode)
-            out.append(Entry(name, is_dir, None if is_dir else st.st_size, str(st.st_mtime), st.st_ctime_ns, "file://" + path))
+            size = None if is_dir else st.st_size
+            out.append(Entry(name, is_dir, size, str(st.st_mtime), st.st_ctime_ns, "file://" + path))
         return out, start + limit >= len(names)
 
 
@@ -156,7 +164,9 @@ class FsspecTree:
         infos, names = self._listing(rel)
         return [(n, i.get("type") == "directory") for i, n in zip(infos, names)]
 
-    def children(self, rel: str, after: str | None, limit: int, names: list[str] | None = None) -> tuple[list[Entry], bool]:
+    def children(
+        self, rel: str, after: str | None, limit: int, names: list[str] | None = None
+    ) -> tuple[list[Entry], bool]:
         rest, names = self._listing(rel)  # a listing carries the details: nothing to save
         out: list[Entry] = []
         start = bisect.bisect_right(names, after) if after is not None else 0
@@ -164,7 +174,8 @@ class FsspecTree:
             is_dir = info.get("type") == "directory"
             modified = _modified(info)
             stamp = info.get("mtime") or info.get("last_modified") or info.get("LastModified") or modified
-            out.append(Entry(name, is_dir, info.get("size"), modified, _to_ns(stamp), self.fs.unstrip_protocol(info["name"])))
+            uri = self.fs.unstrip_protocol(info["name"])
+            out.append(Entry(name, is_dir, info.get("size"), modified, _to_ns(stamp), uri))
         return out, start + limit >= len(names)
 
 
@@ -351,7 +362,11 @@ class _Tick:
 
 
 def poll(
-    tree: Tree, cursor: dict | None, limit: int = DEFAULT_LIMIT, settle_s: float = DEFAULT_SETTLE_S, now_ns: int | None = None
+    tree: Tree,
+    cursor: dict | None,
+    limit: int = DEFAULT_LIMIT,
+    settle_s: float = DEFAULT_SETTLE_S,
+    now_ns: int | None = None,
 ) -> Poll:
     """One tick: the files changed since ``cursor``, and the cursor to store for the next tick."""
     st = _State.load(cursor)

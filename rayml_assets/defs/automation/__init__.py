@@ -8,7 +8,12 @@ from dagster import Definitions
 
 from rayml_assets.defs.automation import jobs
 from rayml_assets.defs.automation.schedules import daily_monitoring_schedule
-from rayml_assets.defs.automation.sensors import drift_retrain_sensor, feedback_sensor, landing_sensor, production_sensor
+from rayml_assets.defs.automation.sensors import (
+    drift_retrain_sensor,
+    feedback_sensor,
+    landing_sensor,
+    production_sensor,
+)
 
 # Targets raw_images, cleaned_images, tuned_model, registered_model.
 training_side_defs = Definitions(

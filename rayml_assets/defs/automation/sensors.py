@@ -85,7 +85,9 @@ KeyOf = Callable[[str], tuple[str | None, str | None]]
 MakeRequest = Callable[[str, FileSet], RunRequest]
 
 
-def _file_sensor(context: SensorEvaluationContext, uri: str, key_of: KeyOf, job_name: str, make_request: MakeRequest) -> SensorResult:
+def _file_sensor(
+    context: SensorEvaluationContext, uri: str, key_of: KeyOf, job_name: str, make_request: MakeRequest
+) -> SensorResult:
     state = json.loads(context.cursor) if context.cursor else {}
     found = poll(
         tree_for(uri),
@@ -139,7 +141,12 @@ def _file_sensor(context: SensorEvaluationContext, uri: str, key_of: KeyOf, job_
 
 def _sensor(job, description: str):
     """Every sensor here is on by default (`make dev` watches at once) and ticks every INTERVAL_S."""
-    return sensor(job=job, minimum_interval_seconds=INTERVAL_S, default_status=DefaultSensorStatus.RUNNING, description=description)
+    return sensor(
+        job=job,
+        minimum_interval_seconds=INTERVAL_S,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=description,
+    )
 
 
 def _tags(files: FileSet) -> dict[str, str]:
@@ -290,5 +297,6 @@ def drift_retrain_sensor(context: SensorEvaluationContext) -> SensorResult:
     cursor = json.dumps({"after": after, "episodes": sorted(episodes)[-EPISODES_KEPT:]})
     if requests:
         return SensorResult(run_requests=requests, cursor=cursor)
-    return SensorResult(skip_reason=f"no new drift window of {retrain_days()} days in {len(found.records)} new reports", cursor=cursor)
+    reason = f"no new drift window of {retrain_days()} days in {len(found.records)} new reports"
+    return SensorResult(skip_reason=reason, cursor=cursor)
 
