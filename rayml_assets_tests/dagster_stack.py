@@ -77,11 +77,11 @@ class DagsterStack:
     # ------------------------------------------------------------------ processes
 
     def _spawn(self, name: str, *args: str) -> None:
-        log = open(self.root / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen(
-            [str(BIN / args[0]), *args[1:]],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(self.root / f"{name}.log", "ab") as log:  # the child keeps its own handle
+            self.procs[name] = subprocess.Popen(
+                [str(BIN / args[0]), *args[1:]],
+                cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
 
     def logs(self) -> str:
         return "\n".join(
@@ -115,9 +115,10 @@ class DagsterStack:
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in self.procs.values():
             try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:  # the code server takes its time; its group holds run processes too
                 os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
 
     def __enter__(self) -> DagsterStack:
         return self
