@@ -1,8 +1,4 @@
-"""Sensors, schedules and the jobs they launch.
-
-``defs`` holds everything. Its parts exist so the code location can register
-what already resolves: a job resolves only once its assets are defined.
-"""
+"""Sensors, the daily schedule and the jobs they launch (docs/automation.md)."""
 
 from dagster import Definitions
 
@@ -15,15 +11,8 @@ from rayml_assets.defs.automation.sensors import (
     production_sensor,
 )
 
-# Targets raw_images, cleaned_images, tuned_model, registered_model.
-training_side_defs = Definitions(
-    jobs=[jobs.ingest_landing_job, jobs.retrain_job],
-    sensors=[landing_sensor, drift_retrain_sensor],
-)
-# Targets predictions, data_drift_report, model_drift_report.
-monitoring_side_defs = Definitions(
-    jobs=[jobs.production_job, jobs.feedback_job, jobs.daily_monitoring_job],
-    sensors=[production_sensor, feedback_sensor],
+defs = Definitions(
+    jobs=[jobs.ingest_landing_job, jobs.retrain_job, jobs.production_job, jobs.feedback_job, jobs.daily_monitoring_job],
+    sensors=[landing_sensor, production_sensor, feedback_sensor, drift_retrain_sensor],
     schedules=[daily_monitoring_schedule],
 )
-defs = Definitions.merge(training_side_defs, monitoring_side_defs)
