@@ -87,7 +87,9 @@ def write_batches(
 
     Batch ``b`` holds every digit with ``position % batches == b``; the dirty part
     lands with batch 0. ``only_batch`` writes a single batch, to simulate arrivals;
-    ``limit`` keeps only the first digits (tiny datasets for tests).
+    ``limit`` keeps only the first digits (tiny datasets for tests). With more than one
+    batch, each lands in its own ``<label>/batch_<b>/`` folder: the layout that a
+    landing sensor finds in one tick whatever the landing's size (docs/automation.md).
     """
     digits = training_digits()[:limit]
     written: list[Path] = []
@@ -103,7 +105,8 @@ def write_batches(
             continue
         for position, digit in enumerate(digits):
             if position % batches == batch:
-                put(f"{digit.label}/digit_{digit.index:04d}.png", encode_png(digit.pixels))
+                folder = f"{digit.label}/batch_{batch:03d}" if batches > 1 else digit.label
+                put(f"{folder}/digit_{digit.index:04d}.png", encode_png(digit.pixels))
         if dirty and batch == 0:
             for rel, data in _dirty_files(digits[0], digits[1]).items():
                 put(rel, data)

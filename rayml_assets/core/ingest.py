@@ -8,11 +8,15 @@ their reason. Landing files are never moved or deleted, so nothing can be lost.
 
 from __future__ import annotations
 
+import gc
+import hashlib
+import json
 import multiprocessing
 import os
 import uuid
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -28,7 +32,7 @@ from rayml_assets.core.images import (
     sha256_hex,
     validate_image,
 )
-from rayml_assets.core.landing import LandedFile, list_landing, read_bytes
+from rayml_assets.core.landing import MANIFEST_SUFFIX, LandedFile, read_bytes, read_manifest, scan_folder
 
 # Below this many new files a process pool costs more than it saves.
 MIN_FILES_FOR_POOL = 64
@@ -115,16 +119,35 @@ def check_file(item: LandedFile) -> tuple[str, dict | None]:
     }
 
 
+def check_chunk(items: list[LandedFile]) -> list[tuple[str, dict | None]]:
+    return [check_file(item) for item in items]
+
+
 def _check_all(items: list[LandedFile], policy: IngestPolicy, known_images: frozenset[str], known_q: frozenset[str]):
     init_args = (known_images, known_q, policy)
+    _init_worker(*init_args)  # the parent checks files too
     if policy.workers <= 1 or len(items) < MIN_FILES_FOR_POOL:
-        _init_worker(*init_args)
-        return [check_file(item) for item in items]
+        return check_chunk(items)
+    size = max(1, len(items) // (policy.workers * 16))
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
     # fork shares the parent's already-imported modules; spawn would re-import the stack per worker.
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    chunksize = max(1, len(items) // (policy.workers * 8))
-    with ProcessPoolExecutor(policy.workers, mp_context=ctx, initializer=_init_worker, initargs=init_args) as pool:
-        return list(pool.map(check_file, items, chunksize=chunksize))
+    # Frozen objects are not traversed by the workers' garbage collector, so the
+    # forked workers do not copy the parent's whole heap page by page.
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(policy.workers - 1, mp_context=ctx, initializer=_init_worker, initargs=init_args) as pool:
+            futures = [pool.submit(check_chunk, chunk) for chunk in chunks]
+            # The parent is the last worker: it takes chunks from the end until it meets one a
+            # worker has started. Its share is never pickled, and one process fewer is forked.
+            results: list[list | None] = [None] * len(chunks)
+            for i in reversed(range(len(chunks))):
+                if not futures[i].cancel():
+                    break
+                results[i] = check_chunk(chunks[i])
+            return [outcome for i, future in enumerate(futures) for outcome in (results[i] or future.result())]
+    finally:
+        gc.unfreeze()
 
 
 def _known_ids(uri: str, column: str, storage_options: dict | None) -> frozenset[str]:
@@ -132,6 +155,57 @@ def _known_ids(uri: str, column: str, storage_options: dict | None) -> frozenset
         return frozenset()
     ids = lake.read_at(uri, None, columns=[column], storage_options=storage_options).column(column)
     return frozenset(ids.drop_null().to_pylist())
+
+
+@dataclass(frozen=True)
+class RawSummary:
+    """What a caller reports about ``raw_images`` at one version."""
+
+    version: int
+    total_rows: int
+    label_counts: dict[str, int]
+    content_hash: str
+    files_seen: int = 0  # the size of the listing that left the table in this state
+
+
+def _summarize(raw_uri: str, files_seen: int, storage_options: dict | None) -> RawSummary:
+    table = lake.open_table(raw_uri, storage_options=storage_options)
+    summary = table.to_pyarrow_dataset().to_table(columns=["image_id", "label"])
+    counts = {row["values"]: row["counts"] for row in pc.value_counts(summary.column("label")).to_pylist()}
+    return RawSummary(table.version(), summary.num_rows, dict(sorted(counts.items())), content_hash(summary.column("image_id")), files_seen)
+
+
+# Commit properties of the landing_index write that closes every ingest: the digest
+# of the listing it ingested, and raw_images as that ingest left it.
+_STATE_DIGEST, _STATE_SUMMARY = "rayml.landing_digest", "rayml.raw_summary"
+
+
+def _files_digest(items: list[LandedFile]) -> str | None:
+    """Identity of a given list of files; None when some file has no stamp (it is always read)."""
+    if any(item.size is None for item in items):
+        return None
+    return hashlib.blake2b("\n".join(item.fingerprint for item in items).encode(), digest_size=16).hexdigest()
+
+
+def _landing(landing_uri: str, files: list[LandedFile] | None) -> tuple[Callable[[], list[LandedFile]], str | None]:
+    """The files to ingest (built only when needed) and the digest of the input."""
+    if files is not None:
+        return (lambda: files), _files_digest(files)
+    if landing_uri.endswith(MANIFEST_SUFFIX):
+        return (lambda: read_manifest(landing_uri)), None  # manifest rows carry no stamps: always read
+    listing = scan_folder(landing_uri)
+    return listing.files, listing.digest()
+
+
+def _unchanged_since_last_ingest(index_uri: str, raw_uri: str, digest: str | None, storage_options: dict | None) -> RawSummary | None:
+    """The recorded summary when the same listing was ingested last and raw_images has not moved since."""
+    if digest is None or not lake.exists(index_uri, storage_options):
+        return None
+    last = lake.open_table(index_uri, storage_options=storage_options).history(1)[0]
+    if last.get(_STATE_DIGEST) != digest:
+        return None
+    summary = RawSummary(**json.loads(last[_STATE_SUMMARY]))
+    return summary if lake.current_version(raw_uri, storage_options) == summary.version else None
 
 
 def content_hash(image_ids: pa.ChunkedArray | list[str]) -> str:
@@ -153,7 +227,14 @@ def ingest(
     raw_uri = lake.table_uri(lake_root, lake.RAW_IMAGES)
     q_uri = lake.table_uri(lake_root, lake.QUARANTINE)
     index_uri = lake.table_uri(lake_root, lake.LANDING_INDEX)
-    items = files if files is not None else list_landing(landing_uri)
+    landed, digest = _landing(landing_uri, files)
+    unchanged = _unchanged_since_last_ingest(index_uri, raw_uri, digest, storage_options)
+    if unchanged is not None:  # the common sensor/schedule case: one listing and one log read
+        return IngestResult(
+            batch_id, unchanged.version, 0, unchanged.total_rows, unchanged.files_seen, unchanged.files_seen, 0,
+            Counter(), unchanged.label_counts, unchanged.content_hash,
+        )
+    items = landed()
     seen = _known_ids(index_uri, "fingerprint", storage_options)
     todo = [item for item in items if item.size is None or item.fingerprint not in seen]
 
@@ -192,7 +273,8 @@ def ingest(
     tags = {"rayml.batch_id": batch_id, "rayml.landing_uri": landing_uri}
     inserted = 0
     # Commit order matters: the index is written last, so a crash before it only
-    # means those files are read again next time (and then found by their hash).
+    # means those files are read again next time (and then found by their hash),
+    # and its recorded state always describes a completed ingest.
     if valid_by_id or not lake.exists(raw_uri, storage_options):
         metrics = lake.merge_insert_new(
             raw_uri,
@@ -203,27 +285,27 @@ def ingest(
             storage_options=storage_options,
         )
         inserted = int(metrics.get("num_target_rows_inserted", 0))
-    for uri, rows, key, schema in (
-        (q_uri, rejected, "quarantine_id", lake.QUARANTINE_SCHEMA),
-        (index_uri, index_rows, "fingerprint", lake.LANDING_INDEX_SCHEMA),
-    ):
-        if rows:
-            lake.merge_insert_new(uri, pa.Table.from_pylist(rows, schema=schema), key, schema, tags, storage_options)
-
-    table = lake.open_table(raw_uri, storage_options=storage_options)
-    summary = table.to_pyarrow_dataset().to_table(columns=["image_id", "label"])
-    label_counts = {
-        row["values"]: row["counts"] for row in pc.value_counts(summary.column("label")).to_pylist()
-    }
+    if rejected:
+        lake.merge_insert_new(
+            q_uri, pa.Table.from_pylist(rejected, schema=lake.QUARANTINE_SCHEMA), "quarantine_id",
+            lake.QUARANTINE_SCHEMA, tags, storage_options,
+        )
+    summary = _summarize(raw_uri, len(items), storage_options)
+    state = {_STATE_SUMMARY: json.dumps(summary.__dict__)} | ({_STATE_DIGEST: digest} if digest else {})
+    # Appended, not merged: a fingerprint listed twice by concurrent ingests is harmless in a set.
+    lake.append(
+        index_uri, pa.Table.from_pylist(index_rows, schema=lake.LANDING_INDEX_SCHEMA), lake.LANDING_INDEX_SCHEMA,
+        tags | state, storage_options,
+    )
     return IngestResult(
         batch_id=batch_id,
-        delta_version=table.version(),
+        delta_version=summary.version,
         rows_added=inserted,
-        total_rows=summary.num_rows,
+        total_rows=summary.total_rows,
         files_seen=len(items),
         already_present=already_present,
         duplicates_in_batch=duplicates,
         quarantined=Counter(r["reason"] for r in rejected),
-        label_counts=dict(sorted(label_counts.items())),
-        content_hash=content_hash(summary.column("image_id")),
+        label_counts=summary.label_counts,
+        content_hash=summary.content_hash,
     )

@@ -205,8 +205,7 @@ def append(
     metadata: dict[str, str] | None = None,
     storage_options: dict | None = None,
 ) -> None:
-    if rows.num_rows == 0:
-        return
+    """A blind append (never conflicts); with no rows it still commits, to record ``metadata``."""
     write_deltalake(
         uri,
         rows.cast(schema),

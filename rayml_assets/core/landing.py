@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import io
 import os
 import posixpath
@@ -77,13 +78,13 @@ def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return fs.unstrip_protocol(path)
 
 
-def _scan_local(root: str) -> dict[str, dict]:
-    """fsspec-like ``find(detail=True)`` for a local folder, with one stat per file.
+def _scan_local(root: str) -> dict[str, tuple[int, str, bool]]:
+    """Every file under a local folder with its (size, modified, via_link), one stat per file.
 
     Symlinked folders are followed as fsspec does; ``via_link`` marks files whose
     path went through a link, the only ones that need resolving against the root.
     """
-    found: dict[str, dict] = {}
+    found: dict[str, tuple[int, str, bool]] = {}
     stack = [(root, False)]
     while stack:
         folder, linked = stack.pop()
@@ -94,38 +95,64 @@ def _scan_local(root: str) -> dict[str, dict]:
                     stack.append((entry.path, via_link))
                 elif entry.is_file():
                     st = entry.stat()
-                    found[entry.path] = {"size": st.st_size, "mtime": st.st_mtime, "via_link": via_link}
+                    found[entry.path] = (st.st_size, str(st.st_mtime_ns), via_link)
     return found
 
 
-def list_folder(uri: str, limit: int | None = None, after: str | None = None) -> list[LandedFile]:
-    """Files under ``<root>/<label>/...`` in sorted order; ``after``/``limit`` bound one listing."""
+@dataclass(frozen=True)
+class FolderListing:
+    """One listing of a landing folder: each file's stamp, before any becomes a ``LandedFile``."""
+
+    fs: fsspec.AbstractFileSystem
+    root: str
+    stamps: dict[str, tuple[int | None, str, bool]]  # path -> (size, modified, reached through a link)
+
+    @property
+    def local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    def digest(self) -> str:
+        """Identity of the whole listing: a file added, removed, resized or rewritten changes it."""
+        lines = "\n".join(f"{path}|{size}|{modified}" for path, (size, modified, _) in sorted(self.stamps.items()))
+        return hashlib.blake2b(lines.encode(), digest_size=16).hexdigest()
+
+    def files(self, limit: int | None = None, after: str | None = None) -> list[LandedFile]:
+        """Files under ``<root>/<label>/...`` in sorted order; ``after``/``limit`` bound one listing."""
+        found: list[LandedFile] = []
+        skip = len(self.root) + 1
+        for path in sorted(self.stamps):
+            rel = path[skip:]
+            if after is not None and rel <= after:
+                continue
+            if rel.startswith(".") or "/." in rel:
+                continue  # hidden files (editor swap files, .DS_Store) are not data
+            size, modified, via_link = self.stamps[path]
+            label, in_folder, _ = rel.partition("/")
+            uri = f"file://{path}" if self.local else _uri(self.fs, path)
+            # A local file reached without any symlink is inside the root by construction.
+            if via_link and not _inside(self.fs, self.root, path):
+                found.append(LandedFile(uri, label, "", RejectReason.PATH_ESCAPES_ROOT, "resolves outside the landing root", size, modified))
+            elif not in_folder:
+                found.append(LandedFile(uri, "", "", RejectReason.UNKNOWN_LABEL, "file is not inside a <label>/ folder", size, modified))
+            else:
+                found.append(LandedFile(uri, label, path, None, "", size, modified))
+            if limit is not None and len(found) >= limit:
+                break
+        return found
+
+
+def scan_folder(uri: str) -> FolderListing:
     fs, root = _fs(uri)
     if not fs.isdir(root):
         raise LandingError(f"landing folder {uri!r} does not exist or is not a folder")
-    found: list[LandedFile] = []
-    local = isinstance(fs, LocalFileSystem)
-    listing = _scan_local(root) if local else fs.find(root, withdirs=False, detail=True)
-    for path in sorted(listing):
-        info = listing[path]
-        rel = path[len(root) + 1 :]
-        if after is not None and rel <= after:
-            continue
-        parts = rel.split("/")
-        uri_ = f"file://{path}" if local else _uri(fs, path)
-        if any(part.startswith(".") for part in parts):
-            continue  # hidden files (editor swap files, .DS_Store) are not data
-        stamp = {"size": info.get("size"), "modified": _modified(info)}
-        # A local file reached without any symlink is inside the root by construction.
-        if (info.get("via_link", True)) and not _inside(fs, root, path):
-            found.append(LandedFile(uri_, parts[0], "", RejectReason.PATH_ESCAPES_ROOT, "resolves outside the landing root", **stamp))
-        elif len(parts) < 2:
-            found.append(LandedFile(uri_, "", "", RejectReason.UNKNOWN_LABEL, "file is not inside a <label>/ folder", **stamp))
-        else:
-            found.append(LandedFile(uri_, parts[0], path, **stamp))
-        if limit is not None and len(found) >= limit:
-            break
-    return found
+    if isinstance(fs, LocalFileSystem):
+        return FolderListing(fs, root, _scan_local(root))
+    found = fs.find(root, withdirs=False, detail=True)
+    return FolderListing(fs, root, {path: (info.get("size"), _modified(info), True) for path, info in found.items()})
+
+
+def list_folder(uri: str, limit: int | None = None, after: str | None = None) -> list[LandedFile]:
+    return scan_folder(uri).files(limit=limit, after=after)
 
 
 def read_manifest(uri: str) -> list[LandedFile]:

@@ -125,7 +125,7 @@ class LocalTree:
                 continue  # vanished between listing and stat, or a dangling link
             is_dir = stat_.S_ISDIR(st.st_mode)
             size = None if is_dir else st.st_size
-            out.append(Entry(name, is_dir, size, str(st.st_mtime), st.st_ctime_ns, "file://" + path))
+            out.append(Entry(name, is_dir, size, str(st.st_mtime_ns), st.st_ctime_ns, "file://" + path))
         return out, start + limit >= len(names)
 
 
