@@ -11,6 +11,7 @@ import pytest
 import yaml
 from dagster import DagsterInstance, materialize
 
+from rayml_assets.core import lake
 from rayml_assets.definitions import resources_for
 from rayml_assets.defs.dataset import assets as dataset_assets
 from rayml_assets.defs.monitoring import assets as monitoring_assets
@@ -181,3 +182,37 @@ def test_monitoring_without_a_champion_fails_with_a_clear_message(stack):
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "no model has the alias 'champion'" in failure.step_failure_data.error.message
+
+
+def test_a_failed_training_job_surfaces_its_error_and_logs_and_writes_nothing(stack):
+    """A Pipes job that fails half-way: the run shows the script's error and its logs, and no table,
+    registered model or tuned_model materialization moves."""
+    resources, instance, profile = stack["resources"], stack["instance"], stack["profile"]
+    table_versions = {name: lake.current_version(lake.table_uri(profile.lake_root, name))
+                      for name in (lake.RAW_IMAGES, lake.CLEANED_IMAGES, lake.QUARANTINE)}
+    client = resources["mlflow_store"].settings().client()
+    model_filter = f"name='{resources['mlflow_store'].model_name}'"
+    model_versions = len(client.search_model_versions(model_filter))
+    missing = stack["home"] / "missing_weights.pt"
+    tuning = {**TINY_TUNING, "search_space": {**TINY_TUNING["search_space"], "lr": 0.1},
+              "max_epochs": 1, "max_failures": 0, "pretrained_weights_path": str(missing)}
+    result = materialize(TRAINING[:1], resources=resources, instance=instance, raise_on_error=False,
+                         run_config={"ops": {"tuned_model": {"config": {"tuning_yaml": yaml.safe_dump(tuning)}}}})
+
+    assert not result.success
+    # What a person reads in the run's log: messages, and errors with their causes.
+    logs = [r.user_message for r in instance.all_logs(result.run_id)]
+    errors = [e.to_string() for e in (getattr(r.dagster_event and r.dagster_event.event_specific_data, "error", None)
+                                            for r in instance.all_logs(result.run_id)) if e is not None]
+    text = "\n".join(logs + errors)
+    assert "no trial of" in text and "produced a checkpoint" in text, "the script's own exception reaches the run"
+    assert any(m.startswith("tuning ") and "@v" in m for m in logs), "the job's Pipes log lines reach the run"
+    assert any("failed at epoch" in m and f"No such file or directory: '{missing}'" in m for m in logs)
+    assert not result.asset_materializations_for_node("tuned_model")
+    assert {name: lake.current_version(lake.table_uri(profile.lake_root, name)) for name in table_versions} == table_versions
+    assert len(client.search_model_versions(model_filter)) == model_versions
+    parent = client.search_runs(
+        [client.get_experiment_by_name(resources["mlflow_store"].experiment_name).experiment_id],
+        f"tags.dagster_run_id = '{result.run_id}'",
+    )
+    assert [r.info.status for r in parent] == ["FAILED"]

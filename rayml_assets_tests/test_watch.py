@@ -207,3 +207,24 @@ def test_a_file_set_key_depends_on_the_set_not_the_order():
     assert forward.key == backward.key and FileSet.from_json(forward.to_json()).key == forward.key
     backward.add(Change("p9", "uri9|1|2"))
     assert backward.key != forward.key
+
+
+def test_local_folder_names_are_listed_again_only_when_the_folder_changes(tmp_path, monkeypatch):
+    folder = tmp_path / "3"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"{i}.png").write_bytes(b"x")
+    old = time.time() - 60
+    os.utime(folder, (old, old))  # an old stamp: a coarse clock cannot give the next change the same one
+    listings = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path: listings.append(path) or real_scandir(path))
+    tree = LocalTree(str(tmp_path))
+
+    first, again = tree.names("3"), LocalTree(str(tmp_path)).names("3")
+    assert first == again == [(f"{i}.png", False) for i in range(5)]
+    assert len(listings) == 1, "an unchanged folder is not listed again, even by a new tree (a new tick)"
+
+    (folder / "10.png").write_bytes(b"x")  # moves the folder's mtime
+    assert ("10.png", False) in tree.names("3") and len(listings) == 2
+    assert tree.names("3") == tree.names("3") and len(listings) == 4, "a fresh stamp is not trusted: listed each time"

@@ -227,6 +227,16 @@ class _DataBackendBase:
             n,
         )
 
+    # One builder per test, so both backends name and describe each test the same way.
+    def _mmd_result(self, p: float, mmd2: float, n: int, mmd2_threshold: float) -> DriftTestResult:
+        return self._result("mmd_embeddings", "MMD permutation test on embeddings", p, mmd2, n, dist_threshold=mmd2_threshold)
+
+    def _chi2_result(self, p: float, stat: float, n: int) -> DriftTestResult:
+        return self._result("chi2_predicted_labels", "chi-squared on predicted labels", p, stat, n)
+
+    def _ks_result(self, p: float, distance: float, n: int, threshold: float) -> DriftTestResult:
+        return self._result("ks_softmax", "K-S per softmax output, Bonferroni", p, distance, n, threshold=threshold)
+
 
 class AlibiDriftBackend(_DataBackendBase):
     """alibi-detect's ``MMDDrift(backend='pytorch')``, ``ChiSquareDrift`` and ``KSDrift``."""
@@ -258,39 +268,13 @@ class AlibiDriftBackend(_DataBackendBase):
         sample = _subsample(production, self.config.max_production, self.config.seed)
         with _seeded(self.config.seed):
             p, mmd2, mmd2_threshold = self._mmd.score(sample.embeddings)
-        results = [
-            self._result(
-                "mmd_embeddings",
-                "MMD permutation test on embeddings",
-                p,
-                mmd2,
-                len(sample),
-                dist_threshold=mmd2_threshold,
-            )
-        ]
+        results = [self._mmd_result(p, mmd2, len(sample), mmd2_threshold)]
         if self._chi2 is not None:
             out = self._chi2.predict(production.predicted[:, None])["data"]
-            results.append(
-                self._result(
-                    "chi2_predicted_labels",
-                    "chi-squared on predicted labels",
-                    out["p_val"][0],
-                    out["distance"][0],
-                    len(production),
-                )
-            )
+            results.append(self._chi2_result(out["p_val"][0], out["distance"][0], len(production)))
         if self._ks is not None:
             out = self._ks.predict(production.probabilities)["data"]
-            results.append(
-                self._result(
-                    "ks_softmax",
-                    "K-S per softmax output, Bonferroni",
-                    out["p_val"].min(),
-                    out["distance"].max(),
-                    len(production),
-                    threshold=out["threshold"],
-                )
-            )
+            results.append(self._ks_result(out["p_val"].min(), out["distance"].max(), len(production), out["threshold"]))
         return results
 
 
@@ -372,16 +356,7 @@ class ScipyDriftBackend(_DataBackendBase):
             p, mmd2, mmd2_threshold = mmd2_permutation_test(
                 self._ref_embeddings, torch.from_numpy(sample.embeddings), cfg.n_permutations, cfg.per_test_p_val
             )
-        results = [
-            self._result(
-                "mmd_embeddings",
-                "MMD permutation test on embeddings",
-                p,
-                mmd2,
-                len(sample),
-                dist_threshold=mmd2_threshold,
-            )
-        ]
+        results = [self._mmd_result(p, mmd2, len(sample), mmd2_threshold)]
         if "chi2" in cfg.prediction_tests:
             classes = np.union1d(self.reference.predicted, production.predicted)
             table = np.stack(
@@ -391,9 +366,7 @@ class ScipyDriftBackend(_DataBackendBase):
                 ]
             )
             stat, p_chi2, _, _ = chi2_contingency(table)
-            results.append(
-                self._result("chi2_predicted_labels", "chi-squared on predicted labels", p_chi2, stat, len(production))
-            )
+            results.append(self._chi2_result(p_chi2, stat, len(production)))
         if "ks" in cfg.prediction_tests:
             k = production.probabilities.shape[1]
             # Asymptotic p-values, as alibi-detect computes them (exact is slow for large days).
@@ -401,16 +374,8 @@ class ScipyDriftBackend(_DataBackendBase):
                 ks_2samp(self.reference.probabilities[:, j], production.probabilities[:, j], method="asymp")
                 for j in range(k)
             ]
-            results.append(
-                self._result(
-                    "ks_softmax",
-                    "K-S per softmax output, Bonferroni",
-                    min(t.pvalue for t in tests),
-                    max(t.statistic for t in tests),
-                    len(production),
-                    threshold=cfg.per_test_p_val / k,
-                )
-            )
+            p_min, distance = min(t.pvalue for t in tests), max(t.statistic for t in tests)
+            results.append(self._ks_result(p_min, distance, len(production), cfg.per_test_p_val / k))
         return results
 
 

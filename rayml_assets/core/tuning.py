@@ -309,6 +309,7 @@ class TrialEvent:
     trial_id: str
     hyperparams: dict
     metrics: dict
+    error: str = ""  # for kind "error": the last line of the trial's error
 
 
 # Tune pickles RunConfig callbacks into the experiment, and a restored
@@ -339,14 +340,14 @@ class _ProgressCallback(tune.Callback):
             if callable(tune_handler):
                 signal.signal(signum, functools.partial(_note_interrupt, self.sink_key, tune_handler))
 
-    def _emit(self, kind: str, trial, metrics: Mapping) -> None:
+    def _emit(self, kind: str, trial, metrics: Mapping, error: str = "") -> None:
         sink = _PROGRESS_SINKS.get(self.sink_key)
         if sink is None:
             return
         hp = hyperparams(trial.config.get("train_loop_config", {}))
         picked = {k: metrics[k] for k in (*CURVE_KEYS, "training_iteration", "restored_from") if k in metrics}
         try:
-            sink(TrialEvent(kind, trial.trial_id, hp, picked))
+            sink(TrialEvent(kind, trial.trial_id, hp, picked, error))
         except Exception:  # progress reporting must never fail a tuning run
             log.exception("progress sink failed")
 
@@ -357,7 +358,19 @@ class _ProgressCallback(tune.Callback):
         self._emit("complete", trial, trial.last_result or {})
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._emit("error", trial, trial.last_result or {})
+        self._emit("error", trial, trial.last_result or {}, _last_error_line(trial))
+
+
+def _last_error_line(trial) -> str:
+    """The innermost exception line of a failed trial (its cause, for a user reading the run log)."""
+    # The trial's local error file is written before this callback; the copy in storage may come later.
+    path = trial.error_file
+    try:
+        text = Path(path).read_text(errors="replace") if path else ""
+    except OSError:  # an unreadable error file must not hide the failure itself
+        return ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:500] if lines else ""
 
 
 @dataclass

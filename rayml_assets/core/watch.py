@@ -87,6 +87,39 @@ def _visible(name: str) -> bool:
     return not name.startswith(".")  # as list_folder: editor swap files, .DS_Store, partial uploads
 
 
+class _NamesCache:
+    """Sorted names of local folders, valid while the folder's mtime is unchanged.
+
+    A folder's names cannot change without moving its mtime, so the audit's slices
+    of an unchanged folder (every idle tick) are read without listing the folder
+    again. Process-wide, because the daemon's code server evaluates every tick of
+    a sensor in the same process; bounded by the number of names held.
+    """
+
+    def __init__(self, max_names: int = 2_000_000, min_age_ns: int = 2 * _NS):
+        self.max_names, self.min_age_ns = max_names, min_age_ns
+        self._folders: dict[str, tuple[int, list[tuple[str, bool]]]] = {}
+        self._held = 0
+
+    def get(self, path: str, stamp: int) -> list[tuple[str, bool]] | None:
+        hit = self._folders.get(path)
+        return hit[1] if hit is not None and hit[0] == stamp else None
+
+    def put(self, path: str, stamp: int, names: list[tuple[str, bool]]) -> None:
+        if time.time_ns() - stamp < self.min_age_ns:
+            return  # a coarse filesystem clock could give the next change this same stamp
+        old = self._folders.pop(path, None)
+        self._held -= len(old[1]) if old else 0
+        while self._folders and self._held + len(names) > self.max_names:
+            self._held -= len(self._folders.pop(next(iter(self._folders)))[1])  # oldest entry first
+        if len(names) <= self.max_names:
+            self._folders[path] = (stamp, names)
+            self._held += len(names)
+
+
+_NAMES = _NamesCache()
+
+
 class LocalTree:
     """A local folder through ``os``: listing names is cheap, only the slice read this tick is stat-ed."""
 
@@ -103,8 +136,15 @@ class LocalTree:
         return st.st_mtime_ns
 
     def names(self, rel: str) -> list[tuple[str, bool]]:
-        with os.scandir(self._path(rel)) as entries:  # is_dir comes with the listing (d_type): no stat
-            return sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries if _visible(e.name))
+        path = self._path(rel)
+        stamp = os.stat(path).st_mtime_ns  # before the listing: a change during it moves the stamp again
+        cached = _NAMES.get(path, stamp)
+        if cached is not None:
+            return cached
+        with os.scandir(path) as entries:  # is_dir comes with the listing (d_type): no stat
+            names = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries if _visible(e.name))
+        _NAMES.put(path, stamp, names)
+        return names
 
     def children(
         self, rel: str, after: str | None, limit: int, names: list[str] | None = None

@@ -75,7 +75,7 @@ def _log_event(pipes: PipesContext, event: TrialEvent) -> None:
     elif event.kind == "complete":
         pipes.log.info(f"trial {event.trial_id} finished after epoch {m.get('epoch')}")
     else:
-        pipes.log.warning(f"trial {event.trial_id} failed at epoch {m.get('epoch')}")
+        pipes.log.warning(f"trial {event.trial_id} failed at epoch {m.get('epoch')}: {event.error}")
 
 
 def _metadata(
