@@ -217,8 +217,9 @@ def test_local_folder_names_are_listed_again_only_when_the_folder_changes(tmp_pa
     old = time.time() - 60
     os.utime(folder, (old, old))  # an old stamp: a coarse clock cannot give the next change the same one
     listings = []
-    real_scandir = os.scandir
-    monkeypatch.setattr(os, "scandir", lambda path: listings.append(path) or real_scandir(path))
+    for lister in ("scandir", "listdir"):  # a leaf folder is read with listdir, others with scandir
+        real = getattr(os, lister)
+        monkeypatch.setattr(os, lister, lambda path, real=real: listings.append(path) or real(path))
     tree = LocalTree(str(tmp_path))
 
     first, again = tree.names("3"), LocalTree(str(tmp_path)).names("3")

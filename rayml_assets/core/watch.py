@@ -137,13 +137,16 @@ class LocalTree:
 
     def names(self, rel: str) -> list[tuple[str, bool]]:
         path = self._path(rel)
-        stamp = os.stat(path).st_mtime_ns  # before the listing: a change during it moves the stamp again
-        cached = _NAMES.get(path, stamp)
+        st = os.stat(path)  # before the listing: a change during it moves the stamp again
+        cached = _NAMES.get(path, st.st_mtime_ns)
         if cached is not None:
             return cached
-        with os.scandir(path) as entries:  # is_dir comes with the listing (d_type): no stat
-            names = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries if _visible(e.name))
-        _NAMES.put(path, stamp, names)
+        if st.st_nlink == 2:  # no subfolders (find's leaf optimisation): names alone, twice as fast
+            names = [(name, False) for name in sorted(os.listdir(path)) if not name.startswith(".")]  # _visible
+        else:  # btrfs and some network filesystems report 1: is_dir comes with the listing (d_type)
+            with os.scandir(path) as entries:
+                names = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries if _visible(e.name))
+        _NAMES.put(path, st.st_mtime_ns, names)
         return names
 
     def children(
