@@ -229,3 +229,19 @@ def test_local_folder_names_are_listed_again_only_when_the_folder_changes(tmp_pa
     (folder / "10.png").write_bytes(b"x")  # moves the folder's mtime
     assert ("10.png", False) in tree.names("3") and len(listings) == 2
     assert tree.names("3") == tree.names("3") and len(listings) == 4, "a fresh stamp is not trusted: listed each time"
+
+
+def test_names_cache_is_bounded_and_ignores_fresh_stamps():
+    from rayml_assets.core.watch import _NamesCache
+
+    cache = _NamesCache(max_names=5, min_age_ns=10**9)
+    old = time.time_ns() - 10 * 10**9
+    cache.put("/a", old, [("1", False), ("2", False), ("3", False)])
+    cache.put("/b", old, [("4", False), ("5", False)])
+    assert cache.get("/a", old) and cache.get("/b", old)
+    assert cache.get("/a", old + 1) is None, "another stamp is another listing"
+    cache.put("/c", old, [("6", False)])  # 6 names > 5: the oldest folder goes
+    assert cache.get("/a", old) is None and cache.get("/b", old) and cache.get("/c", old)
+    fresh = time.time_ns()
+    cache.put("/d", fresh, [("7", False)])
+    assert cache.get("/d", fresh) is None, "a stamp under min_age could be shared with the next change"

@@ -33,6 +33,7 @@ import hashlib
 import os
 import posixpath
 import stat as stat_
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -100,6 +101,7 @@ class _NamesCache:
         self.max_names, self.min_age_ns = max_names, min_age_ns
         self._folders: dict[str, tuple[int, list[tuple[str, bool]]]] = {}
         self._held = 0
+        self._lock = threading.Lock()  # a code server may evaluate several sensors at once
 
     def get(self, path: str, stamp: int) -> list[tuple[str, bool]] | None:
         hit = self._folders.get(path)
@@ -108,13 +110,14 @@ class _NamesCache:
     def put(self, path: str, stamp: int, names: list[tuple[str, bool]]) -> None:
         if time.time_ns() - stamp < self.min_age_ns:
             return  # a coarse filesystem clock could give the next change this same stamp
-        old = self._folders.pop(path, None)
-        self._held -= len(old[1]) if old else 0
-        while self._folders and self._held + len(names) > self.max_names:
-            self._held -= len(self._folders.pop(next(iter(self._folders)))[1])  # oldest entry first
-        if len(names) <= self.max_names:
-            self._folders[path] = (stamp, names)
-            self._held += len(names)
+        with self._lock:
+            old = self._folders.pop(path, None)
+            self._held -= len(old[1]) if old else 0
+            while self._folders and self._held + len(names) > self.max_names:
+                self._held -= len(self._folders.pop(next(iter(self._folders)))[1])  # oldest entry first
+            if len(names) <= self.max_names:
+                self._folders[path] = (stamp, names)
+                self._held += len(names)
 
 
 _NAMES = _NamesCache()
