@@ -19,6 +19,7 @@ from dagster import (
 
 from rayml_assets.defs import automation
 from rayml_assets.defs.automation.sensors import (
+    MAX_WAIT_TICKS,
     drift_retrain_sensor,
     feedback_sensor,
     landing_sensor,
@@ -85,6 +86,31 @@ def test_landing_sensor_waits_for_the_running_ingest_and_keeps_the_files(instanc
     instance.report_run_canceled(instance.get_run_by_id("r" * 32))
     [request] = tick(landing_sensor, instance, waiting.cursor, landing).run_requests
     assert request.tags["rayml/new_files"] == "20"
+
+
+def test_landing_sensor_requests_before_a_long_scan_catches_up(instance, landing, monkeypatch):
+    """raw_images ingests the whole landing, so a big re-read need not finish before the first request."""
+    monkeypatch.setenv("RAYML_SENSOR_LIMIT", "3")  # 30 files in 11 folders: a scan of more than 10 ticks
+    write_batches(Path(landing.images_uri), limit=20)
+    cursor, first_found, ticks = None, None, 0
+    while True:
+        ticks += 1
+        result = tick(landing_sensor, instance, cursor, landing)
+        cursor = result.cursor
+        if result.run_requests:
+            break
+        if first_found is None and json.loads(cursor)["pending"]:
+            first_found = ticks
+        assert ticks < 30, "no request"
+    assert ticks - first_found <= MAX_WAIT_TICKS + 1, "the request waited for the whole scan"
+    first = int(result.run_requests[0].tags["rayml/new_files"])
+    assert first < 30, "requested before every file was found"
+    rest = 0
+    for _ in range(30):  # the files found later are requested too (that run finds them ingested already)
+        result = tick(landing_sensor, instance, cursor, landing)
+        cursor = result.cursor
+        rest += sum(int(r.tags["rayml/new_files"]) for r in result.run_requests)
+    assert first + rest == 30, "every file is in exactly one request"
 
 
 def _day_folder(root: str, day: str, n: int = 2) -> None:

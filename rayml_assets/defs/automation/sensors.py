@@ -86,8 +86,15 @@ MakeRequest = Callable[[str, FileSet], RunRequest]
 
 
 def _file_sensor(
-    context: SensorEvaluationContext, uri: str, key_of: KeyOf, job_name: str, make_request: MakeRequest
+    context: SensorEvaluationContext,
+    uri: str,
+    key_of: KeyOf,
+    job_name: str,
+    make_request: MakeRequest,
+    run_reads_everything: bool = False,
 ) -> SensorResult:
+    """``run_reads_everything``: a run covers every file there is, not only those found, so it need not
+    wait until the watcher has caught up with a long re-read of a big folder."""
     state = json.loads(context.cursor) if context.cursor else {}
     found = poll(
         tree_for(uri),
@@ -114,7 +121,7 @@ def _file_sensor(
     last_day = DAILY.get_last_partition_key()
     for key in sorted(pending):
         quiet = key not in changed and not found.settling
-        if not found.caught_up or not (quiet or waited[key] > MAX_WAIT_TICKS):
+        if not (found.caught_up or run_reads_everything) or not (quiet or waited[key] > MAX_WAIT_TICKS):
             continue
         if key and key > last_day:
             waiting.append(f"day {key} has not ended")
@@ -164,6 +171,7 @@ def landing_sensor(context: SensorEvaluationContext, landing: LandingResource) -
         lambda path: (WHOLE_LANDING, None),
         ingest_landing_job.name,
         lambda _, files: RunRequest(run_key=f"landing:{files.key}", tags=_tags(files)),
+        run_reads_everything=True,  # raw_images ingests the whole landing
     )
 
 
