@@ -9,14 +9,13 @@ their reason. Landing files are never moved or deleted, so nothing can be lost.
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import multiprocessing
 import os
 import uuid
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -32,7 +31,7 @@ from rayml_assets.core.images import (
     sha256_hex,
     validate_image,
 )
-from rayml_assets.core.landing import MANIFEST_SUFFIX, LandedFile, read_bytes, read_manifest, scan_folder
+from rayml_assets.core.landing import MANIFEST_SUFFIX, LandedFile, digest_lines, read_bytes, read_manifest, scan_folder
 
 # Below this many new files a process pool costs more than it saves.
 MIN_FILES_FOR_POOL = 64
@@ -184,7 +183,7 @@ def _files_digest(items: list[LandedFile]) -> str | None:
     """Identity of a given list of files; None when some file has no stamp (it is always read)."""
     if any(item.size is None for item in items):
         return None
-    return hashlib.blake2b("\n".join(item.fingerprint for item in items).encode(), digest_size=16).hexdigest()
+    return digest_lines(item.fingerprint for item in items)
 
 
 def _landing(landing_uri: str, files: list[LandedFile] | None) -> tuple[Callable[[], list[LandedFile]], str | None]:
@@ -231,8 +230,16 @@ def ingest(
     unchanged = _unchanged_since_last_ingest(index_uri, raw_uri, digest, storage_options)
     if unchanged is not None:  # the common sensor/schedule case: one listing and one log read
         return IngestResult(
-            batch_id, unchanged.version, 0, unchanged.total_rows, unchanged.files_seen, unchanged.files_seen, 0,
-            Counter(), unchanged.label_counts, unchanged.content_hash,
+            batch_id=batch_id,
+            delta_version=unchanged.version,
+            rows_added=0,
+            total_rows=unchanged.total_rows,
+            files_seen=unchanged.files_seen,
+            already_present=unchanged.files_seen,
+            duplicates_in_batch=0,
+            quarantined=Counter(),
+            label_counts=unchanged.label_counts,
+            content_hash=unchanged.content_hash,
         )
     items = landed()
     seen = _known_ids(index_uri, "fingerprint", storage_options)

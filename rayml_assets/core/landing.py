@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import fsspec
@@ -99,6 +100,11 @@ def _scan_local(root: str) -> dict[str, tuple[int, str, bool]]:
     return found
 
 
+def digest_lines(lines: Iterable[str]) -> str:
+    """A short, stable identity of a sequence of stamp lines (a listing, a list of fingerprints)."""
+    return hashlib.blake2b("\n".join(lines).encode(), digest_size=16).hexdigest()
+
+
 @dataclass(frozen=True)
 class FolderListing:
     """One listing of a landing folder: each file's stamp, before any becomes a ``LandedFile``."""
@@ -113,8 +119,7 @@ class FolderListing:
 
     def digest(self) -> str:
         """Identity of the whole listing: a file added, removed, resized or rewritten changes it."""
-        lines = "\n".join(f"{path}|{size}|{modified}" for path, (size, modified, _) in sorted(self.stamps.items()))
-        return hashlib.blake2b(lines.encode(), digest_size=16).hexdigest()
+        return digest_lines(f"{path}|{size}|{modified}" for path, (size, modified, _) in sorted(self.stamps.items()))
 
     def files(self, limit: int | None = None, after: str | None = None) -> list[LandedFile]:
         """Files under ``<root>/<label>/...`` in sorted order; ``after``/``limit`` bound one listing."""

@@ -145,7 +145,7 @@ class LocalTree:
         if cached is not None:
             return cached
         if st.st_nlink == 2:  # no subfolders (find's leaf optimisation): names alone, twice as fast
-            names = [(name, False) for name in sorted(os.listdir(path)) if not name.startswith(".")]  # _visible
+            names = [(name, False) for name in sorted(os.listdir(path)) if _visible(name)]
         else:  # btrfs and some network filesystems report 1: is_dir comes with the listing (d_type)
             with os.scandir(path) as entries:
                 names = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries if _visible(e.name))
