@@ -5,11 +5,12 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from dagster import AssetKey, materialize
+from dagster import AssetKey, Definitions, materialize
 
 from rayml_assets.core import lake
 from rayml_assets.core.images import encode_png
@@ -17,6 +18,7 @@ from rayml_assets.core.ingest import IngestPolicy, ingest
 from rayml_assets.core.landing import list_landing
 from rayml_assets.definitions import resources_for
 from rayml_assets.defs.dataset import assets as dataset_assets
+from rayml_assets.defs.automation.jobs import ingest_landing_job
 from rayml_assets.defs.dataset import checks as dataset_checks
 from rayml_assets.resources.storage import DatasetPolicy
 from rayml_assets.sample import write_batches
@@ -72,6 +74,26 @@ def test_reingesting_unchanged_landing_adds_nothing(instance, profile, tiny_land
         for e in instance.fetch_materializations(AssetKey("raw_images"), limit=2).records
     ]
     assert versions[0] == versions[1] == first["content_hash"]
+
+
+def test_landing_sensor_job_reads_a_rewrite_in_place_that_a_plain_run_defers(instance, profile, tiny_landing):
+    settled = time.time_ns() - 3_600 * 10**9
+    for folder, _, _ in os.walk(tiny_landing):
+        os.utime(folder, ns=(settled, settled))  # a landing written an hour ago
+    first = _metadata(_materialize(instance, profile, [dataset_assets.raw_images]), "raw_images")
+    digit = sorted((tiny_landing / "3").rglob("*.png"))[0]
+    digit.write_bytes(digit.read_bytes() + b"\0")  # other bytes under the same name: still a valid PNG
+    os.utime(digit, ns=(1, 1))
+
+    plain = _metadata(_materialize(instance, profile, [dataset_assets.raw_images]), "raw_images")
+    assert (plain["landing_check"], plain["rows_added"]) == ("unchanged folders", 0)
+
+    resources = resources_for(profile) | {"dataset_policy": DatasetPolicy(taxonomy=list(TAXONOMY), min_train_images_per_class=3)}
+    job = Definitions(assets=[dataset_assets.raw_images], jobs=[ingest_landing_job], resources=resources).resolve_job_def(ingest_landing_job.name)
+    run = job.execute_in_process(instance=instance)
+    from_sensor_job = _metadata(run, "raw_images")
+    assert (from_sensor_job["landing_check"], from_sensor_job["rows_added"]) == ("listed and read", 1)
+    assert from_sensor_job["dagster/row_count"] == first["dagster/row_count"] + 1
 
 
 def test_every_dirty_kind_is_quarantined_and_every_good_image_arrives(profile, tiny_landing):

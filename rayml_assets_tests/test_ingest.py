@@ -1,6 +1,7 @@
 """core.ingest without Dagster: the recorded-state shortcut for an unchanged landing, and when it must not apply."""
 
 import os
+import time
 
 import pytest
 
@@ -20,6 +21,23 @@ def landings(tmp_path):
     return str(first), str(second), str(tmp_path / "lake")
 
 
+def _stamp_folders(root: str, age_s: float) -> None:
+    """Set every folder's mtime ``age_s`` back: a landing that settled long ago, or (0) just now."""
+    stamp = time.time_ns() - int(age_s * 1e9)
+    for folder, _, _ in os.walk(root):
+        os.utime(folder, ns=(stamp, stamp))
+
+
+def _rewrite_in_place(root: str) -> None:
+    """Same name, other bytes; the folder's mtime does not move."""
+    some_png = next(os.path.join(d, f) for d, _, fs in sorted(os.walk(root)) for f in sorted(fs))
+    with open(some_png, "rb") as fh:
+        original = fh.read()
+    with open(some_png, "wb") as fh:
+        fh.write(original + b"\0")  # trailing bytes after IEND: still a valid PNG
+    os.utime(some_png, ns=(1, 1))  # a new mtime, whatever the clock's resolution
+
+
 def _no_table_scans(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("an unchanged landing must not read the tables")
@@ -28,13 +46,16 @@ def _no_table_scans(monkeypatch):
     monkeypatch.setattr(ingest_module, "_summarize", refuse)
 
 
-def test_unchanged_landing_returns_the_recorded_state_without_reading_tables(landings, monkeypatch):
+@pytest.mark.parametrize(("age_s", "check"), [(3600, "unchanged folders"), (0, "unchanged files")])
+def test_unchanged_landing_returns_the_recorded_state_without_reading_tables(landings, monkeypatch, age_s, check):
     first, _, lake_root = landings
+    _stamp_folders(first, age_s)  # folders younger than the settle time are not trusted: every file is stat-ed
     done = ingest(first, lake_root, POLICY)
     versions = {name: lake.current_version(lake.table_uri(lake_root, name)) for name in (lake.RAW_IMAGES, lake.LANDING_INDEX)}
     _no_table_scans(monkeypatch)
 
     again = ingest(first, lake_root, POLICY)
+    assert again.landing_check == check
     assert (again.rows_added, again.total_rows, again.content_hash) == (0, done.total_rows, done.content_hash)
     assert (again.delta_version, again.label_counts, again.files_seen) == (done.delta_version, done.label_counts, done.files_seen)
     assert again.already_present == again.files_seen == 20
@@ -42,19 +63,35 @@ def test_unchanged_landing_returns_the_recorded_state_without_reading_tables(lan
     assert after == versions, "a no-op ingest commits nothing"
 
 
-def test_a_new_or_rewritten_file_takes_the_full_path(landings):
+@pytest.mark.parametrize("age_s", [3600, 0])
+def test_checking_every_file_reads_a_rewrite_in_place_at_once(landings, age_s):
     first, _, lake_root = landings
+    _stamp_folders(first, age_s)
     done = ingest(first, lake_root, POLICY)
-    some_png = next(os.path.join(d, f) for d, _, fs in sorted(os.walk(first)) for f in sorted(fs))
-    with open(some_png, "rb") as fh:
-        original = fh.read()
-    with open(some_png, "wb") as fh:  # same name, other bytes: a rewrite in place
-        fh.write(original + b"\0")  # trailing bytes after IEND: still a valid PNG
-    os.utime(some_png, ns=(1, 1))  # a new mtime, whatever the clock's resolution
+    _rewrite_in_place(first)
 
-    rewritten = ingest(first, lake_root, POLICY)
+    policy = POLICY if age_s == 0 else IngestPolicy(workers=1, check_every_file=True)
+    rewritten = ingest(first, lake_root, policy)
+    assert rewritten.landing_check == "listed and read"
     assert rewritten.rows_added == 1 and rewritten.total_rows == done.total_rows + 1
     assert rewritten.content_hash != done.content_hash
+
+
+def test_with_settled_folders_a_rewrite_in_place_is_read_when_any_folder_changes(landings):
+    first, second, lake_root = landings
+    _stamp_folders(first, 3600)
+    done = ingest(first, lake_root, POLICY)
+    _rewrite_in_place(first)
+
+    deferred = ingest(first, lake_root, POLICY)
+    assert (deferred.landing_check, deferred.rows_added) == ("unchanged folders", 0)
+
+    new_png = next(os.path.join(d, f) for d, _, fs in sorted(os.walk(second)) for f in sorted(fs))
+    label = os.path.relpath(new_png, second).split(os.sep)[0]
+    os.link(new_png, os.path.join(first, label, "arrived_later.png"))  # moves that folder's mtime
+    caught_up = ingest(first, lake_root, POLICY)
+    assert caught_up.landing_check == "listed and read"
+    assert caught_up.rows_added == 2 and caught_up.total_rows == done.total_rows + 2, "the new file and the rewrite"
 
 
 def test_another_writer_moving_raw_images_invalidates_the_shortcut(landings, monkeypatch, tmp_path):

@@ -1,11 +1,12 @@
 """Unit tests of landing listing: folders, manifests and paths that escape the root."""
 
 import os
+import time
 
 import pytest
 
 from rayml_assets.core.images import RejectReason
-from rayml_assets.core.landing import LandingError, list_folder, list_landing, read_manifest
+from rayml_assets.core.landing import LandingError, list_folder, list_landing, read_manifest, scan_folder
 
 
 @pytest.fixture
@@ -40,6 +41,36 @@ def test_symlink_out_of_the_root_is_flagged(landing, tmp_path):
     flagged = [f for f in list_folder(str(landing)) if f.problem]
     assert [f.problem for f in flagged] == [RejectReason.PATH_ESCAPES_ROOT]
     assert flagged[0].path == ""  # it is never read
+
+
+def test_a_symlink_to_an_ancestor_folder_lists_each_file_once(landing):
+    os.symlink(landing, landing / "1" / "again")
+    files = list_folder(str(landing))
+    assert sorted(os.path.basename(f.path) for f in files) == ["a.png", "b.png", "c.png"]
+
+
+def _age_folders(root, age_s=3600):
+    stamp = time.time_ns() - int(age_s * 1e9)
+    for folder, _, _ in os.walk(root):
+        os.utime(folder, ns=(stamp, stamp))
+
+
+def test_folder_digest_moves_with_added_files_not_with_rewrites_and_waits_to_settle(landing):
+    assert scan_folder(str(landing)).folder_digest() is None, "folders changed just now are not trusted"
+    _age_folders(landing)
+    settled = scan_folder(str(landing))
+    before, files_before = settled.folder_digest(), settled.digest()
+    assert before is not None
+
+    (landing / "1" / "b.png").write_bytes(b"rewritten in place")
+    os.utime(landing / "1" / "b.png", ns=(1, 1))
+    rewritten = scan_folder(str(landing))
+    assert rewritten.folder_digest() == before and rewritten.digest() != files_before
+
+    (landing / "0" / "new.png").write_bytes(b"x")
+    added = scan_folder(str(landing))
+    assert added.folder_digest() is None, "folder 0 just changed"
+    assert added.folder_digest(settle_s=0) not in (None, before)
 
 
 def test_file_outside_a_label_folder_is_flagged(landing):

@@ -43,6 +43,11 @@ class IngestPolicy:
     max_pixels: int = DEFAULT_MAX_PIXELS
     taxonomy: tuple[str, ...] | None = None
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # Off: landed files are write-once (as Databricks Auto Loader assumes by default), so an
+    # ingest whose local folders are all unchanged returns after one stat per folder. A file
+    # rewritten in place is read by the next ingest that finds any folder changed, or at once
+    # with this on (one stat per file), as the landing sensor's runs do.
+    check_every_file: bool = False
 
 
 @dataclass
@@ -57,6 +62,8 @@ class IngestResult:
     quarantined: Counter
     label_counts: dict[str, int]
     content_hash: str
+    # How the landing was found: "unchanged folders" or "unchanged files" (nothing read), or "listed and read".
+    landing_check: str = "listed and read"
 
 
 def quarantine_id(source_uri: str, sha256: str | None, reason: str) -> str:
@@ -174,37 +181,53 @@ def _summarize(raw_uri: str, files_seen: int, storage_options: dict | None) -> R
     return RawSummary(table.version(), summary.num_rows, dict(sorted(counts.items())), content_hash(summary.column("image_id")), files_seen)
 
 
-# Commit properties of the landing_index write that closes every ingest: the digest
-# of the listing it ingested, and raw_images as that ingest left it.
-_STATE_DIGEST, _STATE_SUMMARY = "rayml.landing_digest", "rayml.raw_summary"
+# Commit properties of the landing_index write that closes every ingest: digests of
+# the listing it ingested, and raw_images as that ingest left it.
+_STATE_DIGEST, _STATE_FOLDERS, _STATE_SUMMARY = "rayml.landing_digest", "rayml.folder_digest", "rayml.raw_summary"
+
+
+@dataclass(frozen=True)
+class _Landing:
+    """The input of one ingest; its files and per-file digest are read only when needed."""
+
+    files: Callable[[], list[LandedFile]]
+    digest: Callable[[], str | None]  # of every file's stamp; None when some file has none (always read)
+    folder_digest: str | None = None  # of the local folders' stamps, once they have settled
 
 
 def _files_digest(items: list[LandedFile]) -> str | None:
-    """Identity of a given list of files; None when some file has no stamp (it is always read)."""
     if any(item.size is None for item in items):
         return None
     return digest_lines(item.fingerprint for item in items)
 
 
-def _landing(landing_uri: str, files: list[LandedFile] | None) -> tuple[Callable[[], list[LandedFile]], str | None]:
-    """The files to ingest (built only when needed) and the digest of the input."""
+def _landing(landing_uri: str, files: list[LandedFile] | None) -> _Landing:
     if files is not None:
-        return (lambda: files), _files_digest(files)
+        return _Landing(lambda: files, lambda: _files_digest(files))
     if landing_uri.endswith(MANIFEST_SUFFIX):
-        return (lambda: read_manifest(landing_uri)), None  # manifest rows carry no stamps: always read
+        return _Landing(lambda: read_manifest(landing_uri), lambda: None)  # manifest rows carry no stamps
     listing = scan_folder(landing_uri)
-    return listing.files, listing.digest()
+    return _Landing(listing.files, listing.digest, listing.folder_digest())
 
 
-def _unchanged_since_last_ingest(index_uri: str, raw_uri: str, digest: str | None, storage_options: dict | None) -> RawSummary | None:
-    """The recorded summary when the same listing was ingested last and raw_images has not moved since."""
-    if digest is None or not lake.exists(index_uri, storage_options):
+def _unchanged_since_last_ingest(
+    index_uri: str, raw_uri: str, landing: _Landing, policy: IngestPolicy, storage_options: dict | None
+) -> tuple[RawSummary, str] | None:
+    """The recorded summary (and which digest matched) when the same listing was ingested last
+    and raw_images has not moved since."""
+    if not lake.exists(index_uri, storage_options):
         return None
     last = lake.open_table(index_uri, storage_options=storage_options).history(1)[0]
-    if last.get(_STATE_DIGEST) != digest:
+    if _STATE_SUMMARY not in last:
+        return None
+    if not policy.check_every_file and landing.folder_digest and last.get(_STATE_FOLDERS) == landing.folder_digest:
+        how = "unchanged folders"
+    elif last.get(_STATE_DIGEST) and last.get(_STATE_DIGEST) == landing.digest():
+        how = "unchanged files"
+    else:
         return None
     summary = RawSummary(**json.loads(last[_STATE_SUMMARY]))
-    return summary if lake.current_version(raw_uri, storage_options) == summary.version else None
+    return (summary, how) if lake.current_version(raw_uri, storage_options) == summary.version else None
 
 
 def content_hash(image_ids: pa.ChunkedArray | list[str]) -> str:
@@ -226,22 +249,24 @@ def ingest(
     raw_uri = lake.table_uri(lake_root, lake.RAW_IMAGES)
     q_uri = lake.table_uri(lake_root, lake.QUARANTINE)
     index_uri = lake.table_uri(lake_root, lake.LANDING_INDEX)
-    landed, digest = _landing(landing_uri, files)
-    unchanged = _unchanged_since_last_ingest(index_uri, raw_uri, digest, storage_options)
-    if unchanged is not None:  # the common sensor/schedule case: one listing and one log read
+    landed = _landing(landing_uri, files)
+    unchanged = _unchanged_since_last_ingest(index_uri, raw_uri, landed, policy, storage_options)
+    if unchanged is not None:  # the common schedule/CLI case: one walk of the folders and one log read
+        recorded, how = unchanged
         return IngestResult(
             batch_id=batch_id,
-            delta_version=unchanged.version,
+            delta_version=recorded.version,
             rows_added=0,
-            total_rows=unchanged.total_rows,
-            files_seen=unchanged.files_seen,
-            already_present=unchanged.files_seen,
+            total_rows=recorded.total_rows,
+            files_seen=recorded.files_seen,
+            already_present=recorded.files_seen,
             duplicates_in_batch=0,
             quarantined=Counter(),
-            label_counts=unchanged.label_counts,
-            content_hash=unchanged.content_hash,
+            label_counts=recorded.label_counts,
+            content_hash=recorded.content_hash,
+            landing_check=how,
         )
-    items = landed()
+    items = landed.files()
     seen = _known_ids(index_uri, "fingerprint", storage_options)
     todo = [item for item in items if item.size is None or item.fingerprint not in seen]
 
@@ -298,7 +323,8 @@ def ingest(
             lake.QUARANTINE_SCHEMA, tags, storage_options,
         )
     summary = _summarize(raw_uri, len(items), storage_options)
-    state = {_STATE_SUMMARY: json.dumps(summary.__dict__)} | ({_STATE_DIGEST: digest} if digest else {})
+    digests = {_STATE_DIGEST: landed.digest(), _STATE_FOLDERS: landed.folder_digest}
+    state = {_STATE_SUMMARY: json.dumps(summary.__dict__)} | {key: value for key, value in digests.items() if value}
     # Appended, not merged: a fingerprint listed twice by concurrent ingests is harmless in a set.
     lake.append(
         index_uri, pa.Table.from_pylist(index_rows, schema=lake.LANDING_INDEX_SCHEMA), lake.LANDING_INDEX_SCHEMA,

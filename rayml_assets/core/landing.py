@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import posixpath
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -79,24 +80,59 @@ def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return fs.unstrip_protocol(path)
 
 
-def _scan_local(root: str) -> dict[str, tuple[int, str, bool]]:
-    """Every file under a local folder with its (size, modified, via_link), one stat per file.
+# A folder's mtime is trusted only once it is this old: mtimes come from a coarse
+# clock (and some stores keep whole seconds), so a change in the same tick as the
+# last one may leave the stamp where it was.
+SETTLE_S = 2.0
 
-    Symlinked folders are followed as fsspec does; ``via_link`` marks files whose
-    path went through a link, the only ones that need resolving against the root.
+
+def _walk_local(root: str) -> dict[str, tuple[int, list[tuple[str, bool]]]]:
+    """Each folder under a local root: its mtime (ns) and its files as (name, reached through a link).
+
+    No call per file: entry types come with the listing. Each folder is stamped before it
+    is listed, so an entry added during the listing moves the stamp past the recorded one.
+    Symlinked folders are followed as fsspec does, each real folder once (a link to an
+    ancestor would otherwise never end).
     """
-    found: dict[str, tuple[int, str, bool]] = {}
+    folders: dict[str, tuple[int, list[tuple[str, bool]]]] = {}
+    visited: set[tuple[int, int]] = set()
     stack = [(root, False)]
     while stack:
         folder, linked = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                via_link = linked or entry.is_symlink()
-                if entry.is_dir():
-                    stack.append((entry.path, via_link))
-                elif entry.is_file():
-                    st = entry.stat()
-                    found[entry.path] = (st.st_size, str(st.st_mtime_ns), via_link)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) in visited:
+                continue
+            visited.add((st.st_dev, st.st_ino))
+            names: list[tuple[str, bool]] = []
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    via_link = linked or entry.is_symlink()
+                    if entry.is_dir():
+                        stack.append((f"{folder}/{entry.name}", via_link))
+                    elif entry.is_file():
+                        names.append((entry.name, via_link))
+            folders[folder] = (st.st_mtime_ns, names)
+        finally:
+            os.close(fd)
+    return folders
+
+
+def _stat_local(folders: dict[str, tuple[int, list[tuple[str, bool]]]]) -> dict[str, tuple[int, str, bool]]:
+    """One stat per file, relative to its folder's descriptor so the kernel does not walk the whole path again."""
+    found: dict[str, tuple[int, str, bool]] = {}
+    for folder, (_, names) in folders.items():
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name, via_link in names:
+                try:
+                    st = os.stat(name, dir_fd=fd)
+                except FileNotFoundError:
+                    continue  # removed since the listing: its folder's stamp has moved too
+                found[f"{folder}/{name}"] = (st.st_size, str(st.st_mtime_ns), via_link)
+        finally:
+            os.close(fd)
     return found
 
 
@@ -105,33 +141,62 @@ def digest_lines(lines: Iterable[str]) -> str:
     return hashlib.blake2b("\n".join(lines).encode(), digest_size=16).hexdigest()
 
 
-@dataclass(frozen=True)
 class FolderListing:
-    """One listing of a landing folder: each file's stamp, before any becomes a ``LandedFile``."""
+    """One listing of a landing folder. On a local folder each file's stamp is read only when asked for."""
 
-    fs: fsspec.AbstractFileSystem
-    root: str
-    stamps: dict[str, tuple[int | None, str, bool]]  # path -> (size, modified, reached through a link)
+    def __init__(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        root: str,
+        stamps: dict[str, tuple[int | None, str, bool]] | None = None,
+        folders: dict[str, tuple[int, list[tuple[str, bool]]]] | None = None,
+        started_ns: int = 0,
+    ):
+        self.fs, self.root = fs, root
+        self._stamps = stamps  # path -> (size, modified, reached through a link)
+        self._folders = folders  # local only: see _walk_local
+        self._started_ns = started_ns  # when the walk began (the clock folder mtimes are compared with)
 
     @property
     def local(self) -> bool:
         return isinstance(self.fs, LocalFileSystem)
 
+    @property
+    def stamps(self) -> dict[str, tuple[int | None, str, bool]]:
+        if self._stamps is None:
+            self._stamps = _stat_local(self._folders or {})
+        return self._stamps
+
+    def folder_digest(self, settle_s: float = SETTLE_S) -> str | None:
+        """Identity of the folders alone: each folder's path and mtime, without a call per file.
+
+        A file added, removed or renamed moves its folder's mtime; a file rewritten in place
+        does not. None on object stores (no folder mtimes) or while some folder's mtime is
+        younger than ``settle_s``.
+        """
+        if self._folders is None:
+            return None
+        settled_before = self._started_ns - int(settle_s * 1e9)
+        if any(mtime >= settled_before for mtime, _ in self._folders.values()):
+            return None
+        return digest_lines(f"{folder}|{mtime}" for folder, (mtime, _) in sorted(self._folders.items()))
+
     def digest(self) -> str:
-        """Identity of the whole listing: a file added, removed, resized or rewritten changes it."""
+        """Identity of every file's stamp: a file added, removed, resized or rewritten changes it."""
         return digest_lines(f"{path}|{size}|{modified}" for path, (size, modified, _) in sorted(self.stamps.items()))
 
     def files(self, limit: int | None = None, after: str | None = None) -> list[LandedFile]:
         """Files under ``<root>/<label>/...`` in sorted order; ``after``/``limit`` bound one listing."""
         found: list[LandedFile] = []
         skip = len(self.root) + 1
-        for path in sorted(self.stamps):
+        stamps = self.stamps
+        for path in sorted(stamps):
             rel = path[skip:]
             if after is not None and rel <= after:
                 continue
             if rel.startswith(".") or "/." in rel:
                 continue  # hidden files (editor swap files, .DS_Store) are not data
-            size, modified, via_link = self.stamps[path]
+            size, modified, via_link = stamps[path]
             label, in_folder, _ = rel.partition("/")
             uri = f"file://{path}" if self.local else _uri(self.fs, path)
             # A local file reached without any symlink is inside the root by construction.
@@ -151,9 +216,10 @@ def scan_folder(uri: str) -> FolderListing:
     if not fs.isdir(root):
         raise LandingError(f"landing folder {uri!r} does not exist or is not a folder")
     if isinstance(fs, LocalFileSystem):
-        return FolderListing(fs, root, _scan_local(root))
+        started_ns = time.time_ns()
+        return FolderListing(fs, root, folders=_walk_local(root), started_ns=started_ns)
     found = fs.find(root, withdirs=False, detail=True)
-    return FolderListing(fs, root, {path: (info.get("size"), _modified(info), True) for path, info in found.items()})
+    return FolderListing(fs, root, stamps={path: (info.get("size"), _modified(info), True) for path, info in found.items()})
 
 
 def list_folder(uri: str, limit: int | None = None, after: str | None = None) -> list[LandedFile]:

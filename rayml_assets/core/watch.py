@@ -42,11 +42,11 @@ from typing import Protocol
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from rayml_assets.core.landing import MANIFEST_SUFFIX, _modified
+from rayml_assets.core.landing import MANIFEST_SUFFIX, SETTLE_S, _modified
 
 CURSOR_VERSION = 3
 DEFAULT_LIMIT = 1_000
-DEFAULT_SETTLE_S = 2.0
+DEFAULT_SETTLE_S = SETTLE_S
 _NS = 1_000_000_000
 
 

@@ -19,6 +19,8 @@ ingest_landing_job = define_asset_job(
     "ingest_landing_job",
     selection=AssetSelection.assets(RAW_IMAGES),
     description="Ingest the landing folder into raw_images (requested by landing_sensor).",
+    # The sensor also requests files rewritten in place, which only a stat per file finds.
+    config={"ops": {RAW_IMAGES.path[-1]: {"config": {"check_every_file": True}}}},
 )
 retrain_job = define_asset_job(
     "retrain_job",

@@ -23,6 +23,12 @@ class RawImagesConfig(Config):
     allowed_formats: list[str] = Field(list(DEFAULT_ALLOWED_FORMATS), description="Pillow format names accepted")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, description="Decompression-bomb guard: larger images are quarantined")
     workers: Optional[int] = Field(None, description="Decoding processes; default: one per core")
+    check_every_file: bool = Field(
+        False,
+        description="Stat every landed file, so a file rewritten in place is read at once. Off: an ingest "
+        "whose local landing folders are all unchanged (and older than 2 s) returns after one stat per folder, "
+        "and a rewritten file is read by the next ingest that finds a folder changed. landing_sensor's runs turn it on.",
+    )
 
 
 @asset(
@@ -43,13 +49,14 @@ def raw_images(
         allowed_formats=tuple(f.upper() for f in config.allowed_formats),
         max_pixels=config.max_pixels,
         taxonomy=tuple(dataset_policy.taxonomy) if dataset_policy.taxonomy else None,
+        check_every_file=config.check_every_file,
         **({"workers": config.workers} if config.workers else {}),
     )
     context.log.info(f"ingesting {landing_uri} into {lake_store.uri(lake.RAW_IMAGES)} with {policy.workers} workers")
     result = ingest(landing_uri, lake_store.lake_root, policy, batch_id=context.run_id[:12])
     context.log.info(
         f"{result.files_seen} files: {result.rows_added} new images, {result.already_present} already present, "
-        f"{sum(result.quarantined.values())} quarantined"
+        f"{sum(result.quarantined.values())} quarantined ({result.landing_check})"
     )
     return MaterializeResult(
         metadata={
@@ -59,6 +66,7 @@ def raw_images(
             "landing_uri": MetadataValue.path(landing_uri),
             "batch_id": result.batch_id,
             "files_seen": result.files_seen,
+            "landing_check": result.landing_check,
             "rows_added": result.rows_added,
             "already_present": result.already_present,
             "duplicates_in_batch": result.duplicates_in_batch,
