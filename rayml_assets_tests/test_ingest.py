@@ -7,7 +7,8 @@ import pytest
 
 from rayml_assets.core import ingest as ingest_module
 from rayml_assets.core import lake
-from rayml_assets.core.ingest import IngestPolicy, ingest
+from rayml_assets.core.images import sha256_hex
+from rayml_assets.core.ingest import MIN_FILES_FOR_POOL, IngestPolicy, ingest
 from rayml_assets.sample import write_batches
 
 POLICY = IngestPolicy(workers=1)
@@ -109,3 +110,16 @@ def test_another_writer_moving_raw_images_invalidates_the_shortcut(landings, mon
     assert calls, "the recorded state is stale: the landing is checked against the tables"
     assert again.rows_added == 0 and again.total_rows == done.total_rows + other.total_rows
     assert again.content_hash != done.content_hash
+
+
+def test_the_process_pool_stores_each_image_with_its_own_bytes(tmp_path):
+    landing = tmp_path / "landing"
+    write_batches(landing, limit=120)  # with byte-identical copies, so some valid outcomes are dropped
+    serial = ingest(str(landing), str(tmp_path / "serial"), IngestPolicy(workers=1))
+    pooled = ingest(str(landing), str(tmp_path / "pooled"), IngestPolicy(workers=2))
+    assert pooled.files_seen >= MIN_FILES_FOR_POOL and pooled.duplicates_in_batch > 0
+    tables = [lake.read_at(lake.table_uri(str(tmp_path / name), lake.RAW_IMAGES), None) for name in ("serial", "pooled")]
+    for table in tables:  # the bytes came back from the workers through spool files: each row must get its own
+        assert all(sha256_hex(data) == image_id for image_id, data in zip(*(table.column(c).to_pylist() for c in ("image_id", "bytes"))))
+    rows = [sorted(zip(*(t.column(c).to_pylist() for c in ("image_id", "source_uri", "label", "width")))) for t in tables]
+    assert rows[0] == rows[1] and (serial.rows_added, serial.quarantined) == (pooled.rows_added, pooled.quarantined)

@@ -278,7 +278,7 @@ def clean(
     tags = {"rayml.tag": f"cleaned-from-raw-v{raw_version}", "rayml.raw_version": str(raw_version),
             "rayml.cleaning_backend": backend.name, **(commit_tags or {})}
     write_deltalake(
-        cleaned_uri, reader, mode="overwrite", schema_mode="overwrite",
+        cleaned_uri, reader, mode="overwrite", schema_mode="overwrite", writer_properties=lake.writer_properties(lake.CLEANED_SCHEMA),
         commit_properties=CommitProperties(custom_metadata=tags), storage_options=storage_options,
     )
     version = lake.open_table(cleaned_uri, storage_options=storage_options).version()

@@ -12,6 +12,7 @@ import gc
 import json
 import multiprocessing
 import os
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -74,11 +75,12 @@ def quarantine_id(source_uri: str, sha256: str | None, reason: str) -> str:
 _KNOWN_IMAGES: frozenset[str] = frozenset()
 _KNOWN_QUARANTINE: frozenset[str] = frozenset()
 _POLICY = IngestPolicy()
+_SPOOL = ""  # the folder where pool workers leave their chunks' image bytes
 
 
-def _init_worker(known_images: frozenset[str], known_quarantine: frozenset[str], policy: IngestPolicy) -> None:
-    global _KNOWN_IMAGES, _KNOWN_QUARANTINE, _POLICY
-    _KNOWN_IMAGES, _KNOWN_QUARANTINE, _POLICY = known_images, known_quarantine, policy
+def _init_worker(known_images: frozenset[str], known_quarantine: frozenset[str], policy: IngestPolicy, spool: str = "") -> None:
+    global _KNOWN_IMAGES, _KNOWN_QUARANTINE, _POLICY, _SPOOL
+    _KNOWN_IMAGES, _KNOWN_QUARANTINE, _POLICY, _SPOOL = known_images, known_quarantine, policy, spool
 
 
 def _reject(item: LandedFile, reason: RejectReason, detail: str, data: bytes | None) -> tuple[str, dict] | tuple[str, None]:
@@ -129,11 +131,38 @@ def check_chunk(items: list[LandedFile]) -> list[tuple[str, dict | None]]:
     return [check_file(item) for item in items]
 
 
-def _check_all(items: list[LandedFile], policy: IngestPolicy, known_images: frozenset[str], known_q: frozenset[str]):
-    init_args = (known_images, known_q, policy)
-    _init_worker(*init_args)  # the parent checks files too
+def _split_bytes(outcomes: list[tuple[str, dict | None]]) -> list[pa.Array]:
+    """Move the valid images' bytes out of their rows into Arrow, in outcome order."""
+    images = pa.array([row.pop("bytes") for kind, row in outcomes if kind == "valid"], pa.binary())
+    return images.chunks if isinstance(images, pa.ChunkedArray) else [images]  # over 2 GiB: several
+
+
+def _spool_path(index: int) -> str:
+    return os.path.join(_SPOOL, f"chunk_{index:06d}.arrow")
+
+
+def _check_spooled(index: int, items: list[LandedFile]) -> list[tuple[str, dict | None]]:
+    """A pool worker's chunk. Its image bytes go to an Arrow file that the parent maps, instead of
+    back through the pool's pipe, where the parent would spend its own time unpickling them."""
+    outcomes = check_chunk(items)
+    table = pa.table({"bytes": pa.chunked_array(_split_bytes(outcomes), pa.binary())})
+    with pa.OSFile(_spool_path(index), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return outcomes
+
+
+def _read_spooled(index: int) -> list[pa.Array]:
+    return pa.ipc.open_file(pa.memory_map(_spool_path(index))).read_all().column("bytes").chunks
+
+
+def _check_all(
+    items: list[LandedFile], policy: IngestPolicy, known_images: frozenset[str], known_q: frozenset[str]
+) -> tuple[list[tuple[str, dict | None]], pa.ChunkedArray]:
+    """Every item's outcome, and the valid ones' bytes in outcome order (rows keep no bytes)."""
     if policy.workers <= 1 or len(items) < MIN_FILES_FOR_POOL:
-        return check_chunk(items)
+        _init_worker(known_images, known_q, policy)
+        outcomes = check_chunk(items)
+        return outcomes, pa.chunked_array(_split_bytes(outcomes), pa.binary())
     size = max(1, len(items) // (policy.workers * 16))
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
     # fork shares the parent's already-imported modules; spawn would re-import the stack per worker.
@@ -142,18 +171,36 @@ def _check_all(items: list[LandedFile], policy: IngestPolicy, known_images: froz
     # forked workers do not copy the parent's whole heap page by page.
     gc.freeze()
     try:
-        with ProcessPoolExecutor(policy.workers - 1, mp_context=ctx, initializer=_init_worker, initargs=init_args) as pool:
-            futures = [pool.submit(check_chunk, chunk) for chunk in chunks]
-            # The parent is the last worker: it takes chunks from the end until it meets one a
-            # worker has started. Its share is never pickled, and one process fewer is forked.
-            results: list[list | None] = [None] * len(chunks)
-            for i in reversed(range(len(chunks))):
-                if not futures[i].cancel():
-                    break
-                results[i] = check_chunk(chunks[i])
-            return [outcome for i, future in enumerate(futures) for outcome in (results[i] or future.result())]
+        # Mapped spool files stay readable after the folder is removed, until their arrays are freed.
+        with tempfile.TemporaryDirectory(prefix="rayml-ingest-") as spool:
+            init_args = (known_images, known_q, policy, spool)
+            _init_worker(*init_args)  # the parent checks files too
+            with ProcessPoolExecutor(policy.workers - 1, mp_context=ctx, initializer=_init_worker, initargs=init_args) as pool:
+                futures = [pool.submit(_check_spooled, i, chunk) for i, chunk in enumerate(chunks)]
+                # The parent is the last worker: it takes chunks from the end until it meets one a
+                # worker has started. Its share is never pickled, and one process fewer is forked.
+                results: list[tuple[list, list[pa.Array]] | None] = [None] * len(chunks)
+                for i in reversed(range(len(chunks))):
+                    if not futures[i].cancel():
+                        break
+                    outcomes = check_chunk(chunks[i])
+                    results[i] = (outcomes, _split_bytes(outcomes))
+                for i, future in enumerate(futures):
+                    if results[i] is None:
+                        results[i] = (future.result(), _read_spooled(i))
     finally:
         gc.unfreeze()
+    outcomes = [outcome for chunk_outcomes, _ in results for outcome in chunk_outcomes]
+    return outcomes, pa.chunked_array([array for _, arrays in results for array in arrays], pa.binary())
+
+
+def _raw_table(rows: list[dict], images: pa.ChunkedArray) -> pa.Table:
+    """raw_images rows: metadata from the rows, bytes straight from Arrow (never copied through Python)."""
+    columns = [
+        images if field.name == "bytes" else pa.array([row[field.name] for row in rows], field.type)
+        for field in lake.RAW_SCHEMA
+    ]
+    return pa.Table.from_arrays(columns, schema=lake.RAW_SCHEMA)
 
 
 def _known_ids(uri: str, column: str, storage_options: dict | None) -> frozenset[str]:
@@ -270,7 +317,7 @@ def ingest(
     seen = _known_ids(index_uri, "fingerprint", storage_options)
     todo = [item for item in items if item.size is None or item.fingerprint not in seen]
 
-    outcomes = (
+    outcomes, images = (
         _check_all(
             todo,
             policy,
@@ -278,10 +325,11 @@ def ingest(
             _known_ids(q_uri, "quarantine_id", storage_options),
         )
         if todo
-        else []  # an unchanged landing: nothing is read, not even the known ids
+        else ([], pa.chunked_array([], pa.binary()))  # an unchanged landing: nothing is read, not even the known ids
     )
     now = datetime.now(timezone.utc)
     valid_by_id: dict[str, dict] = {}
+    first_copy: list[bool] = []  # per valid outcome, in order: does it add its image (not a copy) to this batch?
     rejected: list[dict] = []
     index_rows: list[dict] = []
     already_present, duplicates = len(items) - len(todo), 0
@@ -294,8 +342,10 @@ def ingest(
         elif row["image_id"] in valid_by_id:
             duplicates += 1  # byte-identical copy within this batch: the first path in sorted order wins
             outcome = "duplicate"
+            first_copy.append(False)
         else:
             valid_by_id[row["image_id"]] = {**row, "ingested_at": now, "batch_id": batch_id}
+            first_copy.append(True)
         if item.size is not None:
             index_rows.append({
                 "fingerprint": item.fingerprint, "source_uri": item.source_uri, "outcome": outcome,
@@ -310,7 +360,7 @@ def ingest(
     if valid_by_id or not lake.exists(raw_uri, storage_options):
         metrics = lake.merge_insert_new(
             raw_uri,
-            pa.Table.from_pylist(list(valid_by_id.values()), schema=lake.RAW_SCHEMA),
+            _raw_table(list(valid_by_id.values()), images.filter(pa.array(first_copy, pa.bool_()))),
             key="image_id",
             schema=lake.RAW_SCHEMA,
             metadata=tags,

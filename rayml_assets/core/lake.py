@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.dataset as pads
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 RAW_IMAGES = "raw_images"
@@ -157,6 +157,18 @@ def with_commit_retry(action: Callable[[], T], attempts: int = 20, base_delay_s:
     raise AssertionError("unreachable")
 
 
+def writer_properties(schema: pa.Schema) -> WriterProperties | None:
+    """How to write a table: one that carries encoded images (a ``bytes`` column) is left
+    uncompressed, because PNG and JPEG bytes are compressed already and a second pass costs
+    CPU for nothing; nor are min/max statistics kept for the bytes."""
+    if "bytes" not in schema.names:
+        return None
+    return WriterProperties(
+        compression="UNCOMPRESSED",
+        column_properties={"bytes": ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE")},
+    )
+
+
 def _ensure_table(uri: str, schema: pa.Schema, storage_options: dict | None) -> None:
     if not exists(uri, storage_options):
         write_deltalake(uri, schema.empty_table(), mode="append", storage_options=storage_options)
@@ -189,6 +201,7 @@ def merge_insert_new(
                 predicate=f"t.{key} = s.{key}",
                 source_alias="s",
                 target_alias="t",
+                writer_properties=writer_properties(schema),
                 commit_properties=CommitProperties(custom_metadata=metadata or {}),
             )
             .when_not_matched_insert_all()
@@ -210,6 +223,7 @@ def append(
         uri,
         rows.cast(schema),
         mode="append",
+        writer_properties=writer_properties(schema),
         commit_properties=CommitProperties(custom_metadata=metadata or {}),
         storage_options=storage_options,
     )
@@ -229,6 +243,7 @@ def overwrite(
         rows.cast(schema),
         mode="overwrite",
         predicate=predicate,
+        writer_properties=writer_properties(schema),
         commit_properties=CommitProperties(custom_metadata=metadata or {}),
         storage_options=storage_options,
     )
