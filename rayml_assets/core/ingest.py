@@ -76,11 +76,18 @@ _KNOWN_IMAGES: frozenset[str] = frozenset()
 _KNOWN_QUARANTINE: frozenset[str] = frozenset()
 _POLICY = IngestPolicy()
 _SPOOL = ""  # the folder where pool workers leave their chunks' image bytes
+_CHUNKS: list[list[LandedFile]] = []  # the work, inherited by forked workers: a task names its chunk's index
 
 
-def _init_worker(known_images: frozenset[str], known_quarantine: frozenset[str], policy: IngestPolicy, spool: str = "") -> None:
-    global _KNOWN_IMAGES, _KNOWN_QUARANTINE, _POLICY, _SPOOL
-    _KNOWN_IMAGES, _KNOWN_QUARANTINE, _POLICY, _SPOOL = known_images, known_quarantine, policy, spool
+def _init_worker(
+    known_images: frozenset[str],
+    known_quarantine: frozenset[str],
+    policy: IngestPolicy,
+    spool: str = "",
+    chunks: list[list[LandedFile]] | None = None,
+) -> None:
+    global _KNOWN_IMAGES, _KNOWN_QUARANTINE, _POLICY, _SPOOL, _CHUNKS
+    _KNOWN_IMAGES, _KNOWN_QUARANTINE, _POLICY, _SPOOL, _CHUNKS = known_images, known_quarantine, policy, spool, chunks or []
 
 
 def _reject(item: LandedFile, reason: RejectReason, detail: str, data: bytes | None) -> tuple[str, dict] | tuple[str, None]:
@@ -141,10 +148,10 @@ def _spool_path(index: int) -> str:
     return os.path.join(_SPOOL, f"chunk_{index:06d}.arrow")
 
 
-def _check_spooled(index: int, items: list[LandedFile]) -> list[tuple[str, dict | None]]:
+def _check_spooled(index: int) -> list[tuple[str, dict | None]]:
     """A pool worker's chunk. Its image bytes go to an Arrow file that the parent maps, instead of
     back through the pool's pipe, where the parent would spend its own time unpickling them."""
-    outcomes = check_chunk(items)
+    outcomes = check_chunk(_CHUNKS[index])
     table = pa.table({"bytes": pa.chunked_array(_split_bytes(outcomes), pa.binary())})
     with pa.OSFile(_spool_path(index), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
@@ -173,12 +180,13 @@ def _check_all(
     try:
         # Mapped spool files stay readable after the folder is removed, until their arrays are freed.
         with tempfile.TemporaryDirectory(prefix="rayml-ingest-") as spool:
-            init_args = (known_images, known_q, policy, spool)
+            # Forked workers inherit the arguments (spawned ones get them pickled once), so no task ships files.
+            init_args = (known_images, known_q, policy, spool, chunks)
             _init_worker(*init_args)  # the parent checks files too
             with ProcessPoolExecutor(policy.workers - 1, mp_context=ctx, initializer=_init_worker, initargs=init_args) as pool:
-                futures = [pool.submit(_check_spooled, i, chunk) for i, chunk in enumerate(chunks)]
+                futures = [pool.submit(_check_spooled, i) for i in range(len(chunks))]
                 # The parent is the last worker: it takes chunks from the end until it meets one a
-                # worker has started. Its share is never pickled, and one process fewer is forked.
+                # worker has started. Its share skips the spool, and one process fewer is forked.
                 results: list[tuple[list, list[pa.Array]] | None] = [None] * len(chunks)
                 for i in reversed(range(len(chunks))):
                     if not futures[i].cancel():
@@ -190,6 +198,7 @@ def _check_all(
                         results[i] = (future.result(), _read_spooled(i))
     finally:
         gc.unfreeze()
+        _init_worker(frozenset(), frozenset(), policy)  # the parent lets go of the work and the known ids
     outcomes = [outcome for chunk_outcomes, _ in results for outcome in chunk_outcomes]
     return outcomes, pa.chunked_array([array for _, arrays in results for array in arrays], pa.binary())
 
