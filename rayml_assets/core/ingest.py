@@ -8,6 +8,7 @@ their reason. Landing files are never moved or deleted, so nothing can be lost.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import multiprocessing
@@ -166,10 +167,22 @@ def _check_all(
     items: list[LandedFile], policy: IngestPolicy, known_images: frozenset[str], known_q: frozenset[str]
 ) -> tuple[list[tuple[str, dict | None]], pa.ChunkedArray]:
     """Every item's outcome, and the valid ones' bytes in outcome order (rows keep no bytes)."""
-    if policy.workers <= 1 or len(items) < MIN_FILES_FOR_POOL:
-        _init_worker(known_images, known_q, policy)
-        outcomes = check_chunk(items)
-        return outcomes, pa.chunked_array(_split_bytes(outcomes), pa.binary())
+    try:
+        if policy.workers <= 1 or len(items) < MIN_FILES_FOR_POOL:
+            _init_worker(known_images, known_q, policy)
+            outcomes = check_chunk(items)
+            return outcomes, pa.chunked_array(_split_bytes(outcomes), pa.binary())
+        results = _check_in_pool(items, policy, known_images, known_q)
+    finally:
+        _init_worker(frozenset(), frozenset(), policy)  # the parent lets go of the work and the known ids
+    outcomes = [outcome for chunk_outcomes, _ in results for outcome in chunk_outcomes]
+    return outcomes, pa.chunked_array([array for _, arrays in results for array in arrays], pa.binary())
+
+
+def _check_in_pool(
+    items: list[LandedFile], policy: IngestPolicy, known_images: frozenset[str], known_q: frozenset[str]
+) -> list[tuple[list, list[pa.Array]]]:
+    """Each chunk's outcomes and valid bytes, checked by the parent and ``policy.workers - 1`` forked workers."""
     size = max(1, len(items) // (policy.workers * 16))
     chunks = [items[i : i + size] for i in range(0, len(items), size)]
     # fork shares the parent's already-imported modules; spawn would re-import the stack per worker.
@@ -196,11 +209,9 @@ def _check_all(
                 for i, future in enumerate(futures):
                     if results[i] is None:
                         results[i] = (future.result(), _read_spooled(i))
+                return results
     finally:
         gc.unfreeze()
-        _init_worker(frozenset(), frozenset(), policy)  # the parent lets go of the work and the known ids
-    outcomes = [outcome for chunk_outcomes, _ in results for outcome in chunk_outcomes]
-    return outcomes, pa.chunked_array([array for _, arrays in results for array in arrays], pa.binary())
 
 
 def _raw_table(rows: list[dict], images: pa.ChunkedArray) -> pa.Table:
@@ -258,12 +269,13 @@ def _files_digest(items: list[LandedFile]) -> str | None:
 
 
 def _landing(landing_uri: str, files: list[LandedFile] | None) -> _Landing:
+    # The per-file digest is cached: a changed landing asks for it when comparing and again when recording.
     if files is not None:
-        return _Landing(lambda: files, lambda: _files_digest(files))
+        return _Landing(lambda: files, functools.cache(lambda: _files_digest(files)))
     if landing_uri.endswith(MANIFEST_SUFFIX):
         return _Landing(lambda: read_manifest(landing_uri), lambda: None)  # manifest rows carry no stamps
     listing = scan_folder(landing_uri)
-    return _Landing(listing.files, listing.digest, listing.folder_digest())
+    return _Landing(listing.files, functools.cache(listing.digest), listing.folder_digest())
 
 
 def _unchanged_since_last_ingest(

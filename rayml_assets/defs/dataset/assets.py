@@ -11,6 +11,7 @@ from rayml_assets.core.cleaning import CleaningThresholds, FastdupBackend, clean
 from rayml_assets.core.gallery import html_gallery, png_grid
 from rayml_assets.core.images import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
 from rayml_assets.core.ingest import IngestPolicy, ingest
+from rayml_assets.core.landing import SETTLE_S
 from rayml_assets.defs.conditions import upstream_data_changed
 from rayml_assets.defs.lineage import markdown_table, pinned_version
 from rayml_assets.resources.storage import DatasetPolicy, LakeResource, LandingResource, WorkspaceResource
@@ -26,7 +27,7 @@ class RawImagesConfig(Config):
     check_every_file: bool = Field(
         False,
         description="Stat every landed file, so a file rewritten in place is read at once. Off: an ingest "
-        "whose local landing folders are all unchanged (and older than 2 s) returns after one stat per folder, "
+        f"whose local landing folders are all unchanged (and older than {SETTLE_S:g} s) returns after one stat per folder, "
         "and a rewritten file is read by the next ingest that finds a folder changed. landing_sensor's runs turn it on.",
     )
 
