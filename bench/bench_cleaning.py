@@ -13,9 +13,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import synthetic_landing, timed  # noqa: E402
 
-from rayml_assets.core import lake  # noqa: E402
-from rayml_assets.core.cleaning import FastdupBackend, clean  # noqa: E402
-from rayml_assets.core.ingest import IngestPolicy, ingest  # noqa: E402
+from rayml_assets.lib.common import lake  # noqa: E402
+from rayml_assets.lib.dataset.cleaning import FastdupBackend, clean  # noqa: E402
+from rayml_assets.lib.dataset.ingest import IngestPolicy, ingest  # noqa: E402
 
 
 def main(count: int = 1500) -> None:

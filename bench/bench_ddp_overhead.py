@@ -19,8 +19,8 @@ import torch.nn.functional as F  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from training_common import digits_lake, ray_cluster  # noqa: E402
 
-from rayml_assets.core.models import build_model  # noqa: E402
-from rayml_assets.core.training import DataSpec, DeltaImageStream, discover_labels, random_affine, shard_sizes  # noqa: E402
+from rayml_assets.lib.training.models import build_model  # noqa: E402
+from rayml_assets.lib.training.training import DataSpec, DeltaImageStream, discover_labels, random_affine, shard_sizes  # noqa: E402
 
 
 def single_process(spec: DataSpec, epochs: int, batch_size: int, threads: int) -> list[float]:
@@ -48,7 +48,7 @@ def ddp(spec: DataSpec, epochs: int, batch_size: int, workers: int, storage: str
     """Samples/s per epoch (all ranks, training time only) reported by the Ray Train worker loop."""
     from ray.tune import RunConfig
 
-    from rayml_assets.core.tuning import TuningConfig, build_trainer, param_space
+    from rayml_assets.lib.training.tuning import TuningConfig, build_trainer, param_space
 
     config = TuningConfig(
         search_space={"lr": 0.05, "batch_size": batch_size // workers},

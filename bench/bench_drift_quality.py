@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rayml_assets import sample_stream  # noqa: E402
-from rayml_assets.core.drift import (  # noqa: E402
+from rayml_assets.lib.monitoring.drift import (  # noqa: E402
     DATA_BACKENDS,
     DriftConfig,
     DriftInputs,
@@ -27,9 +27,9 @@ from rayml_assets.core.drift import (  # noqa: E402
     detect_model_drift,
     reference_correctness,
 )
-from rayml_assets.core.inference import predict_day, probabilities_matrix  # noqa: E402
-from rayml_assets.core.production import join_feedback_table, read_feedback  # noqa: E402
-from rayml_assets_tests.monitoring_support import BENCH_EPOCHS, accuracy, shared_champion  # noqa: E402
+from rayml_assets.lib.monitoring.inference import predict_day, probabilities_matrix  # noqa: E402
+from rayml_assets.lib.monitoring.production import join_feedback_table, read_feedback  # noqa: E402
+from rayml_assets_tests.support.monitoring_support import BENCH_EPOCHS, accuracy, shared_champion  # noqa: E402
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import synthetic_landing, timed  # noqa: E402
 
-from rayml_assets.core.images import sha256_hex, validate_image  # noqa: E402
-from rayml_assets.core.ingest import IngestPolicy, ingest  # noqa: E402
-from rayml_assets.core.landing import SETTLE_S  # noqa: E402
+from rayml_assets.lib.common.images import sha256_hex, validate_image  # noqa: E402
+from rayml_assets.lib.dataset.ingest import IngestPolicy, ingest  # noqa: E402
+from rayml_assets.lib.dataset.landing import SETTLE_S  # noqa: E402
 
 
 def naive_loop(landing: Path) -> int:

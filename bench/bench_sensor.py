@@ -19,9 +19,9 @@ os.environ["RAYML_SENSOR_SETTLE_SECONDS"] = "0"  # files are complete when writt
 
 from dagster import DagsterInstance, build_sensor_context  # noqa: E402
 
-from rayml_assets.core.landing import list_folder  # noqa: E402
-from rayml_assets.core.watch import DEFAULT_LIMIT  # noqa: E402
-from rayml_assets.defs.automation.sensors import landing_sensor  # noqa: E402
+from rayml_assets.lib.dataset.landing import list_folder  # noqa: E402
+from rayml_assets.lib.common.watch import DEFAULT_LIMIT  # noqa: E402
+from rayml_assets.defs.dataset.sensors import landing_sensor  # noqa: E402
 from rayml_assets.resources.storage import LandingResource  # noqa: E402
 
 LABELS = [str(d) for d in range(10)]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rayml_assets.core.images import encode_png
+from rayml_assets.lib.common.images import encode_png
 from rayml_assets.sample import training_digits
 
 

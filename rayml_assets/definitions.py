@@ -1,11 +1,24 @@
-"""The code location: every domain's definitions plus the resources the profile selects.
+"""The code location: every module under ``rayml_assets/defs`` plus the resources the profile selects.
 
 ``RAYML_PROFILE`` (default ``local``) picks ``rayml_assets/profiles/<name>.yaml``.
+The defs folders are loaded, not hand-listed: an asset, check, job, sensor or
+schedule defined at module level in ``defs/<domain>/`` is in the code location.
 """
 
-from dagster import Definitions
+import importlib
+import pkgutil
 
-from rayml_assets.defs import automation, dataset, monitoring, training
+from dagster import (
+    AssetChecksDefinition,
+    AssetsDefinition,
+    Definitions,
+    JobDefinition,
+    ScheduleDefinition,
+    SensorDefinition,
+)
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+from rayml_assets import defs as defs_package
 from rayml_assets.observability.azure_monitor import dagster_loggers
 from rayml_assets.resources.compute import compute_for_profile
 from rayml_assets.resources.mlflow import MlflowResource
@@ -38,12 +51,31 @@ def resources_for(profile: Profile) -> dict:
     }
 
 
+_KINDS = {
+    "assets": (AssetsDefinition,),
+    "asset_checks": (AssetChecksDefinition,),
+    "jobs": (JobDefinition, UnresolvedAssetJobDefinition),
+    "sensors": (SensorDefinition,),
+    "schedules": (ScheduleDefinition,),
+}
+
+
+def load_defs_folder(package=defs_package) -> Definitions:
+    """Every definition at module level under ``package``, each once (modules import each other's)."""
+    found: dict[str, dict[int, object]] = {kind: {} for kind in _KINDS}
+    for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+        for value in vars(importlib.import_module(info.name)).values():
+            for kind, types in _KINDS.items():
+                # An AssetChecksDefinition is also an AssetsDefinition: the first match decides.
+                if isinstance(value, types) and not (kind == "assets" and isinstance(value, AssetChecksDefinition)):
+                    found[kind][id(value)] = value
+                    break
+    return Definitions(**{kind: list(values.values()) for kind, values in found.items()})
+
+
 def build_definitions(profile: Profile) -> Definitions:
     return Definitions.merge(
-        dataset.defs,
-        training.defs,
-        monitoring.defs,
-        automation.defs,
+        load_defs_folder(),
         # Azure Monitor log shipping, only in profiles that configure it (docs/infrastructure.md).
         Definitions(resources=resources_for(profile), loggers=dagster_loggers(profile) or None),
     )

@@ -1,12 +1,12 @@
 """``python -m rayml_assets.deploy --env sit``: put this code where a profile's Databricks jobs find it.
 
-The "deploy code" pattern: the same wheel and job scripts are promoted from sit to uat
+The "deploy code" pattern: the same wheel and task scripts are promoted from sit to uat
 to prod; only the profile (``rayml_assets/profiles/<env>.yaml``) differs. This builds the
-project wheel from the checkout and uploads it, and every job script, to the paths that
+project wheel from the checkout and uploads it, and every task script, to the paths that
 :class:`rayml_assets.resources.compute.DatabricksCompute` submits:
 
     <workspace_wheel_dir>/rayml_assets-<version>-py3-none-any.whl   (the task's library)
-    <workspace_wheel_dir>/../jobs/<job>.py                            (the task's python_file)
+    <workspace_wheel_dir>/../tasks/<task>.py                           (the task's python_file)
 
 Credentials come from the environment only (DATABRICKS_HOST + DATABRICKS_TOKEN, or the
 AZURE_* service principal when the profile says ``auth: azure_client_secret``).
@@ -29,15 +29,15 @@ from databricks.sdk.service.workspace import ImportFormat
 
 from rayml_assets.resources.compute import (
     PACKAGE_ROOT,
-    DEFAULT_JOBS_PACKAGE,
+    DEFAULT_TASKS_PACKAGE,
     DatabricksCredentialsError,
     PROJECT_NAME,
-    available_jobs,
+    available_tasks,
     credentials_for,
     project_version,
     require_credentials,
     wheel_filename,
-    workspace_jobs_dir,
+    workspace_tasks_dir,
     workspace_wheel_path,
 )
 from rayml_assets.settings import DatabricksSettings, ProfileError, load_profile
@@ -108,7 +108,7 @@ def deploy(
     *,
     client: WorkspaceClient | None = None,
     wheel: Path | None = None,
-    jobs_package: str = DEFAULT_JOBS_PACKAGE,
+    tasks_package: str = DEFAULT_TASKS_PACKAGE,
     dry_run: bool = False,
 ) -> DeployResult:
     profile = load_profile(env)
@@ -126,20 +126,20 @@ def deploy(
             f"({wheel_filename(version)}); rebuild from this checkout"
         )
     result = DeployResult(env=env, wheel=workspace_wheel_path(settings, version))
-    scripts = available_jobs(jobs_package)
-    jobs_dir = workspace_jobs_dir(settings)
-    result.scripts = {job: posixpath.join(jobs_dir, f"{job}.py") for job in scripts}
+    scripts = available_tasks(tasks_package)
+    tasks_dir = workspace_tasks_dir(settings)
+    result.scripts = {task: posixpath.join(tasks_dir, f"{task}.py") for task in scripts}
     if dry_run:
         return result
     upload(client, wheel, result.wheel)
-    for job, path in scripts.items():
-        upload(client, path, result.scripts[job])
+    for task, path in scripts.items():
+        upload(client, path, result.scripts[task])
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m rayml_assets.deploy", description="Upload the wheel and job scripts."
+        prog="python -m rayml_assets.deploy", description="Upload the wheel and task scripts."
     )
     parser.add_argument("--env", required=True, help="profile to deploy: sit, uat or prod")
     parser.add_argument("--wheel", type=Path, help="a wheel built already (default: build one)")
@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     verb = "would upload" if args.dry_run else "uploaded"
     print(f"[{result.env}] {verb} wheel -> {result.wheel}")
-    for job, path in result.scripts.items():
-        print(f"[{result.env}] {verb} job {job} -> {path}")
+    for task, path in result.scripts.items():
+        print(f"[{result.env}] {verb} task {task} -> {path}")
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, PngImagePlugin
 
-from rayml_assets.core.images import encode_png
+from rayml_assets.lib.common.images import encode_png
 from rayml_assets.settings import load_profile
 
 IMAGE_SIZE = 32

@@ -45,8 +45,8 @@ import fsspec
 import numpy as np
 from PIL import Image
 
-from rayml_assets.core.images import encode_png, sha256_hex
-from rayml_assets.core.production import feedback_uri, partition_key, production_day_uri
+from rayml_assets.lib.common.images import encode_png, sha256_hex
+from rayml_assets.lib.monitoring.production import feedback_uri, partition_key, production_day_uri
 from rayml_assets.sample import Digit, held_back_digits
 from rayml_assets.settings import load_profile
 

@@ -1,16 +1,16 @@
 """Where heavy work runs: the ``compute`` resource.
 
-Every heavy asset calls one Pipes job script from ``rayml_assets/jobs/`` through this
+Every heavy asset calls one Pipes task script from ``rayml_assets/jobs/`` through this
 resource, so the asset code is identical whether the script runs here or on Databricks:
 
-    invocation = compute.run(context, job="train", extras={"delta_version": 3})
+    invocation = compute.run(context, task="train", extras={"delta_version": 3})
     return invocation.get_materialize_result()
 
-- :class:`LocalCompute` (default) runs ``python -m rayml_assets.jobs.<job>`` with
+- :class:`LocalCompute` (default) runs ``python -m rayml_assets.jobs.<task>`` with
   ``dagster.PipesSubprocessClient``.
 - :class:`DatabricksCompute` submits the same script (uploaded by ``rayml_assets.deploy``)
-  as a one-off Databricks job task with ``dagster_databricks.PipesDatabricksClient`` on a
-  new job cluster, or ``PipesDatabricksServerlessClient`` on serverless compute.
+  as a one-off Databricks task task with ``dagster_databricks.PipesDatabricksClient`` on a
+  new task cluster, or ``PipesDatabricksServerlessClient`` on serverless compute.
 
 Either way the script's logs, metadata and errors come back through Pipes.
 """
@@ -52,19 +52,19 @@ from databricks.sdk.service import compute as dbcompute
 from databricks.sdk.service import jobs
 from pydantic import Field
 
-from rayml_assets.jobs.runtime import ENV_KEY, RAY_ADDRESS_KEY, RAY_ON_SPARK_KEY
+from rayml_assets.lib.common.pipes_runtime import ENV_KEY, RAY_ADDRESS_KEY, RAY_ON_SPARK_KEY
 from rayml_assets.settings import DatabricksSettings, Profile, ProfileError
 from rayml_assets.telemetry import TELEMETRY_OFF
 
-DEFAULT_JOBS_PACKAGE = "rayml_assets.jobs"
+# Pipes task scripts live beside their domain's logic: rayml_assets/lib/<domain>/<name>_task.py.
+DEFAULT_TASKS_PACKAGE = "rayml_assets.lib"
+TASK_SUFFIX = "_task"
 PROJECT_NAME = "rayml_assets"
-# Modules of the jobs package that are helpers, not entry points.
-_NOT_JOBS = frozenset({"runtime"})
 SERVERLESS_ENVIRONMENT_KEY = "rayml"
 # The repo root (or site-packages): where `rayml_assets` and `rayml_assets_tests` are found.
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
-# Non-secret variables a job script may need; nothing else is sent on purpose.
+# Non-secret variables a task script may need; nothing else is sent on purpose.
 LOCAL_ENV_WHITELIST = (*TELEMETRY_OFF, "RAYML_HOME", "RAYML_STORAGE_ACCOUNT", "PYTHONPATH")
 REMOTE_ENV_WHITELIST = ("RAYML_STORAGE_ACCOUNT",)
 # A key with one of these words is refused in extras/env: secrets travel only as EnvVar.
@@ -85,12 +85,12 @@ CREDENTIAL_ENV_VARS = {
 }
 
 
-class UnknownJobError(ValueError):
-    """The named job has no script in the jobs package."""
+class UnknownTaskError(ValueError):
+    """The named task has no script in the tasks package."""
 
 
 class SecretInPayloadError(ValueError):
-    """Extras or env would carry a secret to the job script."""
+    """Extras or env would carry a secret to the task script."""
 
 
 class DatabricksCredentialsError(RuntimeError):
@@ -105,27 +105,37 @@ Context = AssetExecutionContext | OpExecutionContext
 # ---------------------------------------------------------------------------------------
 
 
-def available_jobs(package: str = DEFAULT_JOBS_PACKAGE) -> dict[str, Path]:
-    """Job name -> script file for every entry-point module of ``package``."""
+def _task_modules(package: str) -> dict[str, tuple[str, Path]]:
+    """Task name -> (module, file) for every ``*_task`` module under ``package``, at any depth."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise UnknownJobError(f"jobs package {package!r} cannot be imported")
+        raise UnknownTaskError(f"tasks package {package!r} cannot be imported")
     found = {}
-    for info in pkgutil.iter_modules(spec.submodule_search_locations):
-        if info.ispkg or info.name.startswith("_") or info.name in _NOT_JOBS:
-            continue
-        found[info.name] = Path(info.module_finder.path) / f"{info.name}.py"
+    for info in pkgutil.walk_packages(spec.submodule_search_locations, prefix=f"{package}."):
+        leaf = info.name.rsplit(".", 1)[-1]
+        if not info.ispkg and leaf.endswith(TASK_SUFFIX):
+            found[leaf[: -len(TASK_SUFFIX)]] = (info.name, Path(info.module_finder.path) / f"{leaf}.py")
     return dict(sorted(found.items()))
 
 
-def check_job(job: str, package: str = DEFAULT_JOBS_PACKAGE) -> Path:
-    jobs_found = available_jobs(package)
-    if job not in jobs_found:
-        raise UnknownJobError(
-            f"unknown compute job {job!r}: {package} has no script for it; "
-            f"known jobs: {sorted(jobs_found)}"
+def available_tasks(package: str = DEFAULT_TASKS_PACKAGE) -> dict[str, Path]:
+    """Task name -> script file of every Pipes task script (``<name>_task.py``) under ``package``."""
+    return {name: path for name, (_, path) in _task_modules(package).items()}
+
+
+def task_module(task: str, package: str = DEFAULT_TASKS_PACKAGE) -> str:
+    """The module ``python -m`` runs for ``task``; an unknown name is an :class:`UnknownTaskError`."""
+    found = _task_modules(package)
+    if task not in found:
+        raise UnknownTaskError(
+            f"unknown compute task {task!r}: {package} has no script for it; known tasks: {sorted(found)}"
         )
-    return jobs_found[job]
+    return found[task][0]
+
+
+def check_task(task: str, package: str = DEFAULT_TASKS_PACKAGE) -> Path:
+    task_module(task, package)
+    return available_tasks(package)[task]
 
 
 def project_version() -> str:
@@ -144,9 +154,9 @@ def workspace_wheel_path(settings: DatabricksSettings, version: str) -> str:
     return posixpath.join(settings.workspace_wheel_dir, wheel_filename(version))
 
 
-def workspace_jobs_dir(settings: DatabricksSettings) -> str:
-    """Job scripts live beside the wheels folder: ``<wheel_dir>/../jobs``."""
-    return posixpath.join(posixpath.dirname(settings.workspace_wheel_dir.rstrip("/")), "jobs")
+def workspace_tasks_dir(settings: DatabricksSettings) -> str:
+    """Task scripts live beside the wheels folder: ``<wheel_dir>/../tasks``."""
+    return posixpath.join(posixpath.dirname(settings.workspace_wheel_dir.rstrip("/")), "tasks")
 
 
 def credentials_for(auth: str) -> DatabricksClientResource:
@@ -210,43 +220,43 @@ def _whitelisted_env(keys: tuple[str, ...]) -> dict[str, str]:
 
 
 class ComputeResource(ConfigurableResource):
-    """Runs one job script of ``jobs_package`` through Dagster Pipes.
+    """Runs one task script of ``jobs_package`` through Dagster Pipes.
 
     Subclasses decide where; the call and the result are the same everywhere.
     """
 
-    profile: str = Field("local", description="RAYML_PROFILE the job script loads.")
-    jobs_package: str = Field(
-        DEFAULT_JOBS_PACKAGE, description="Package whose modules are the job scripts."
+    profile: str = Field("local", description="RAYML_PROFILE the task script loads.")
+    tasks_package: str = Field(
+        DEFAULT_TASKS_PACKAGE, description="Package whose ``*_task`` modules are the Pipes task scripts."
     )
 
     def run(
         self,
         context: Context,
-        job: str,
+        task: str,
         extras: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> PipesClientCompletedInvocation:
         raise NotImplementedError
 
-    def known_jobs(self) -> list[str]:
-        return list(available_jobs(self.jobs_package))
+    def known_tasks(self) -> list[str]:
+        return list(available_tasks(self.tasks_package))
 
-    def _checked(self, job: str, extras, env) -> tuple[Path, dict[str, Any], dict[str, str]]:
-        script = check_job(job, self.jobs_package)
+    def _checked(self, task: str, extras, env) -> tuple[Path, dict[str, Any], dict[str, str]]:
+        script = check_task(task, self.tasks_package)
         check_no_secrets(extras=extras, env=env)
         return script, dict(extras or {}), dict(env or {})
 
 
 class LocalCompute(ComputeResource):
-    """Runs the job script as a subprocess of the Dagster step, with a local (or given) Ray."""
+    """Runs the task script as a subprocess of the Dagster step, with a local (or given) Ray."""
 
     ray_address: str | None = Field(
         None, description="Ray cluster for the script; None lets the script start a local Ray."
     )
 
-    def run(self, context, job, extras=None, env=None) -> PipesClientCompletedInvocation:
-        _, extras, env = self._checked(job, extras, env)
+    def run(self, context, task, extras=None, env=None) -> PipesClientCompletedInvocation:
+        _, extras, env = self._checked(task, extras, env)
         extras.setdefault(RAY_ADDRESS_KEY, self.ray_address)
         # The child imports this same checkout, wherever the Dagster process was started.
         pythonpath = os.pathsep.join(
@@ -263,7 +273,7 @@ class LocalCompute(ComputeResource):
         client = PipesSubprocessClient(env=child_env)
         return client.run(
             context=context,
-            command=[sys.executable, "-m", f"{self.jobs_package}.{job}"],
+            command=[sys.executable, "-m", task_module(task, self.tasks_package)],
             extras=extras,
         )
 
@@ -340,7 +350,7 @@ def _runtime_flavour(spark_version: str, gpu: bool) -> str:
 
 
 class DatabricksCompute(ComputeResource):
-    """Submits the job script as a one-off Databricks job task and follows it through Pipes.
+    """Submits the task script as a one-off Databricks task task and follows it through Pipes.
 
     The ``WorkspaceClient`` is built from ``credentials`` only inside :meth:`run`, so loading
     the definitions needs no credentials.
@@ -349,7 +359,7 @@ class DatabricksCompute(ComputeResource):
     cluster: DatabricksClusterConfig
     credentials: DatabricksClientResource
     wheel_version: str = Field(description="Version of the deployed rayml_assets wheel.")
-    gpu_jobs: list[str] = Field(["train"], description="Jobs that get gpu_node_type_id.")
+    gpu_tasks: list[str] = Field(["train"], description="Tasks that get gpu_node_type_id.")
     serverless_environment_version: str = "2"
     poll_interval_seconds: float = 10.0
     message_poll_interval_seconds: float = 10.0
@@ -361,8 +371,8 @@ class DatabricksCompute(ComputeResource):
     def wheel_path(self) -> str:
         return workspace_wheel_path(self.cluster, self.wheel_version)
 
-    def script_path(self, job: str) -> str:
-        return posixpath.join(workspace_jobs_dir(self.cluster), f"{job}.py")
+    def script_path(self, task: str) -> str:
+        return posixpath.join(workspace_tasks_dir(self.cluster), f"{task}.py")
 
     def spark_env_vars(self) -> dict[str, str]:
         return {
@@ -371,9 +381,9 @@ class DatabricksCompute(ComputeResource):
             "RAYML_PROFILE": self.profile,
         }
 
-    def new_cluster(self, job: str, env: Mapping[str, str] | None = None) -> dbcompute.ClusterSpec:
+    def new_cluster(self, task: str, env: Mapping[str, str] | None = None) -> dbcompute.ClusterSpec:
         c = self.cluster
-        gpu = job in self.gpu_jobs
+        gpu = task in self.gpu_tasks
         # A pool fixes the node type, so it serves the CPU jobs; GPU jobs pick their node type.
         pool = c.instance_pool_id if not gpu else None
         return dbcompute.ClusterSpec(
@@ -385,31 +395,31 @@ class DatabricksCompute(ComputeResource):
             policy_id=c.policy_id,
             apply_policy_default_values=True if c.policy_id else None,
             spark_env_vars={**self.spark_env_vars(), **(env or {})},
-            custom_tags={"project": PROJECT_NAME, "rayml_job": job, "rayml_profile": self.profile},
+            custom_tags={"project": PROJECT_NAME, "rayml_task": task, "rayml_profile": self.profile},
         )
 
-    def submit_task(self, job: str, env: Mapping[str, str] | None = None) -> jobs.SubmitTask:
+    def submit_task(self, task: str, env: Mapping[str, str] | None = None) -> jobs.SubmitTask:
         python_task = jobs.SparkPythonTask(
-            python_file=self.script_path(job), source=jobs.Source.WORKSPACE
+            python_file=self.script_path(task), source=jobs.Source.WORKSPACE
         )
         if self.cluster.serverless:
             # Serverless takes no cluster spec and no env vars: the wheel comes from the
-            # job environment and Pipes bootstraps through the script's CLI arguments.
+            # task environment and Pipes bootstraps through the script's CLI arguments.
             return jobs.SubmitTask(
-                task_key=job,
+                task_key=task,
                 spark_python_task=python_task,
                 environment_key=SERVERLESS_ENVIRONMENT_KEY,
             )
         return jobs.SubmitTask(
-            task_key=job,
+            task_key=task,
             spark_python_task=python_task,
-            new_cluster=self.new_cluster(job, env),
+            new_cluster=self.new_cluster(task, env),
             libraries=[dbcompute.Library(whl=self.wheel_path)],
         )
 
-    def submit_args(self, context: Context, job: str) -> dict[str, Any]:
+    def submit_args(self, context: Context, task: str) -> dict[str, Any]:
         args: dict[str, Any] = {
-            "run_name": f"{PROJECT_NAME} {self.profile} {job} (dagster run {context.run_id[:8]})",
+            "run_name": f"{PROJECT_NAME} {self.profile} {task} (dagster run {context.run_id[:8]})",
             # One token per call: the SDK's retries of this same submit never start a 2nd run.
             "idempotency_token": uuid.uuid4().hex,
         }
@@ -428,18 +438,18 @@ class DatabricksCompute(ComputeResource):
         return args
 
     def remote_extras(
-        self, job: str, extras: Mapping[str, Any], env: Mapping[str, str] | None = None
+        self, task: str, extras: Mapping[str, Any], env: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
-        # spark_env_vars cover a job cluster; serverless only gets what travels in extras.
+        # spark_env_vars cover a task cluster; serverless only gets what travels in extras.
         out = {**extras, ENV_KEY: {**self.spark_env_vars(), **(env or {})}}
         if not self.cluster.serverless:
-            # Ray on Spark spans the job cluster's workers; a job may pass its own sizing.
+            # Ray on Spark spans the task cluster's workers; a task may pass its own sizing.
             out.setdefault(
                 RAY_ON_SPARK_KEY,
                 {
                     "min_worker_nodes": self.cluster.min_workers,
                     "max_worker_nodes": self.cluster.max_workers,
-                    "num_gpus_worker_node": None if job in self.gpu_jobs else 0,
+                    "num_gpus_worker_node": None if task in self.gpu_tasks else 0,
                 },
             )
         return out
@@ -472,8 +482,8 @@ class DatabricksCompute(ComputeResource):
             poll_interval_seconds=self.poll_interval_seconds,
         )
 
-    def run(self, context, job, extras=None, env=None) -> PipesClientCompletedInvocation:
-        _, extras, env = self._checked(job, extras, env)
+    def run(self, context, task, extras=None, env=None) -> PipesClientCompletedInvocation:
+        _, extras, env = self._checked(task, extras, env)
         creds = self.credentials
         # Importing dagster_databricks sets DATABRICKS_TOKEN="" when it is unset, and an
         # empty token would silently fall back to the SDK's default auth chain.
@@ -482,9 +492,9 @@ class DatabricksCompute(ComputeResource):
         workspace_client = creds.get_client().workspace_client
         return self.pipes_client(workspace_client).run(
             context=context,
-            extras=self.remote_extras(job, extras, env),
-            task=self.submit_task(job, env),
-            submit_args=self.submit_args(context, job),
+            extras=self.remote_extras(task, extras, env),
+            task=self.submit_task(task, env),
+            submit_args=self.submit_args(context, task),
         )
 
 

@@ -3,7 +3,7 @@
 The job scripts run in their own process (a Pipes subprocess, or a Databricks task),
 so this resource does not hold a connection: it hands the job the address to join,
 or the size of the local cluster to start. The job starts Ray with telemetry off and
-shuts it down when it exits (``rayml_assets.core.tuning.init_ray``).
+shuts it down when it exits (``rayml_assets.lib.training.tuning.init_ray``).
 
 - ``address=None``: a local Ray in the job process, with ``num_cpus`` logical CPUs.
 - ``address="auto"``: join the cluster on this machine (``ray start --head``).

@@ -7,7 +7,7 @@ from typing import Optional
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from rayml_assets.core import lake
+from rayml_assets.lib.common import lake
 
 
 class LakeResource(ConfigurableResource):

@@ -6,14 +6,15 @@ from typing import Optional
 
 from pydantic import Field
 
-from rayml_assets.core import lake
-from rayml_assets.core.cleaning import CleaningThresholds, FastdupBackend, clean
-from rayml_assets.core.gallery import html_gallery, png_grid
-from rayml_assets.core.images import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
-from rayml_assets.core.ingest import IngestPolicy, ingest
-from rayml_assets.core.landing import SETTLE_S
-from rayml_assets.defs.conditions import upstream_data_changed
-from rayml_assets.defs.lineage import markdown_table, pinned_version
+from rayml_assets.lib.common import lake
+from rayml_assets.lib.dataset.cleaning import CleaningThresholds, FastdupBackend, clean
+from rayml_assets.lib.dataset.gallery import html_gallery, png_grid
+from rayml_assets.lib.common.images import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
+from rayml_assets.lib.dataset.ingest import IngestPolicy, ingest
+from rayml_assets.lib.dataset.landing import SETTLE_S
+from rayml_assets.defs.common import keys
+from rayml_assets.defs.common.conditions import upstream_data_changed
+from rayml_assets.defs.common.lineage import markdown_table, pinned_version
 from rayml_assets.resources.storage import DatasetPolicy, LakeResource, LandingResource, WorkspaceResource
 
 DATASET_GROUP = "dataset"
@@ -33,6 +34,7 @@ class RawImagesConfig(Config):
 
 
 @asset(
+    key=keys.RAW_IMAGES,
     group_name=DATASET_GROUP,
     kinds={"delta", "python"},
     description="Every valid landed image (bytes + metadata) in a Delta table, merged on the sha256 of its bytes; "
@@ -102,6 +104,7 @@ class CleanedImagesConfig(Config):
 
 
 @asset(
+    key=keys.CLEANED_IMAGES,
     automation_condition=upstream_data_changed,
     deps=[raw_images],
     group_name=DATASET_GROUP,

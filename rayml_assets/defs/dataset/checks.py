@@ -7,9 +7,9 @@ import pyarrow.compute as pc
 from deltalake.exceptions import DeltaError
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from rayml_assets.core import lake
+from rayml_assets.lib.common import lake
 from rayml_assets.defs.dataset.assets import cleaned_images, raw_images
-from rayml_assets.defs.lineage import markdown_table, pinned_version
+from rayml_assets.defs.common.lineage import markdown_table, pinned_version
 from rayml_assets.resources.storage import DatasetPolicy, LakeResource
 
 # Split history older than this many versions is not re-read on every check.

@@ -19,7 +19,8 @@ from dagster import (
 from mlflow.exceptions import MlflowException
 from pydantic import Field
 
-from rayml_assets.defs.partitions import DAILY
+from rayml_assets.defs.common import keys
+from rayml_assets.defs.common.partitions import DAILY
 from rayml_assets.defs.training.assets import champion_model
 from rayml_assets.resources.compute import ComputeResource
 from rayml_assets.resources.mlflow import MlflowResource
@@ -68,10 +69,11 @@ def _run_day_task(context, compute, task: str, extras: dict) -> MaterializeResul
     # Dates go in explicitly: Dagster 1.13 passes a partition *range* to Pipes only when the
     # step also has a single partition key, so a single-run backfill would arrive without them.
     extras = {"task": task, "asset_key": context.asset_key.to_user_string(), "dates": list(context.partition_keys), **extras}
-    return compute.run(context, job="drift", extras=extras).get_materialize_result()
+    return compute.run(context, task="drift", extras=extras).get_materialize_result()
 
 
 @daily_asset(
+    key=keys.PREDICTIONS,
     deps=[champion_model],
     kinds={"delta", "pytorch"},
     description="Batch inference by the champion (pinned version) over each day's production images, "
@@ -91,6 +93,7 @@ def predictions(
 
 
 @daily_asset(
+    key=keys.DATA_DRIFT_REPORT,
     deps=[predictions],
     kinds={"pytorch"},
     description="Data drift of the day's production images against the training reference: alibi-detect MMD on "
@@ -112,6 +115,7 @@ def data_drift_report(
 
 
 @daily_asset(
+    key=keys.MODEL_DRIFT_REPORT,
     deps=[predictions],
     kinds={"pytorch"},
     description="Model drift: the day's accuracy from feedback labels against the test-split reference "
@@ -139,6 +143,7 @@ class ShapConfig(Config):
 
 
 @asset(
+    key=keys.SHAP_REPORT,
     deps=[champion_model],
     group_name=MONITORING_GROUP,
     kinds={"pytorch", "mlflow"},
@@ -157,4 +162,4 @@ def shap_report(
         "explain_config": {"per_class": config.per_class, "top_misclassified": config.top_misclassified},
         **champion_extras(mlflow_store),
     }
-    return compute.run(context, job="explain", extras=extras).get_materialize_result()
+    return compute.run(context, task="explain", extras=extras).get_materialize_result()

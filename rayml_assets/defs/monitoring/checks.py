@@ -2,7 +2,7 @@
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from rayml_assets.defs.lineage import upstream_metadata
+from rayml_assets.defs.common.lineage import upstream_metadata
 from rayml_assets.defs.monitoring.assets import data_drift_report, model_drift_report
 
 

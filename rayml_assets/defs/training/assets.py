@@ -16,11 +16,12 @@ from dagster import (
 )
 from pydantic import Field
 
-from rayml_assets.core.registry import PromotionDecision, promote, register_challenger
-from rayml_assets.core.tuning import CONFIGS_DIR, TuningConfig
+from rayml_assets.lib.training.registry import PromotionDecision, promote, register_challenger
+from rayml_assets.lib.training.tuning import CONFIGS_DIR, TuningConfig
 from rayml_assets.defs.dataset.assets import cleaned_images
-from rayml_assets.defs.conditions import upstream_data_changed
-from rayml_assets.defs.lineage import markdown_table, pinned_version, upstream_metadata
+from rayml_assets.defs.common import keys
+from rayml_assets.defs.common.conditions import upstream_data_changed
+from rayml_assets.defs.common.lineage import markdown_table, pinned_version, upstream_metadata
 from rayml_assets.resources.compute import ComputeResource
 from rayml_assets.resources.mlflow import MlflowResource
 from rayml_assets.resources.ray import RayResource
@@ -62,6 +63,7 @@ class TunedModelConfig(Config):
 
 
 @asset(
+    key=keys.TUNED_MODEL,
     automation_condition=upstream_data_changed,
     deps=[cleaned_images],
     group_name=TRAINING_GROUP,
@@ -102,7 +104,7 @@ def tuned_model(
         "git_sha": git_sha(),
     }
     context.log.info(f"tuning on cleaned_images@v{version}: {tuning.num_trials()} trials, scheduler {tuning.scheduler.type}")
-    return compute.run(context, job="train", extras=extras).get_materialize_result()
+    return compute.run(context, task="train", extras=extras).get_materialize_result()
 
 
 class RegisteredModelConfig(Config):
@@ -111,6 +113,7 @@ class RegisteredModelConfig(Config):
 
 
 @asset(
+    key=keys.REGISTERED_MODEL,
     automation_condition=upstream_data_changed,
     deps=[tuned_model],
     group_name=TRAINING_GROUP,
@@ -169,6 +172,7 @@ def registered_model(
 
 
 @asset(
+    key=keys.CHAMPION_MODEL,
     automation_condition=upstream_data_changed,
     deps=[registered_model],
     group_name=TRAINING_GROUP,

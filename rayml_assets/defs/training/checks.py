@@ -2,7 +2,7 @@
 
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, asset_check
 
-from rayml_assets.defs.lineage import upstream_metadata
+from rayml_assets.defs.common.lineage import upstream_metadata
 from rayml_assets.defs.training.assets import registered_model, tuned_model
 
 

@@ -1,0 +1,132 @@
+"""The one entry helper every job script uses instead of a bare ``open_dagster_pipes()``.
+
+    from rayml_assets.lib.common.pipes_runtime import job_runtime
+
+    def main() -> None:
+        with job_runtime() as (pipes, ray_address):
+            ...  # ray.init(address=ray_address) or a local Ray when it is None
+            pipes.report_asset_materialization(metadata={...})
+
+    if __name__ == "__main__":
+        main()
+
+It picks the Pipes I/O that matches how the script was launched (see
+``rayml_assets.resources.compute``):
+
+- locally (``PipesSubprocessClient``): the default env-var params, temp-file context and
+  messages; ``ray_address`` is the ``ray_address`` extra (None: start a local Ray);
+- on a Databricks job cluster (``PipesDatabricksClient``, ``DATABRICKS_RUNTIME_VERSION``
+  set): DBFS context and messages, and a Ray cluster started over the Spark workers with
+  ``ray.util.spark.setup_ray_cluster`` sized by the ``ray_on_spark`` extra, shut down at
+  the end; ``ray_address`` is that cluster;
+- on Databricks serverless (``PipesDatabricksServerlessClient``, which passes the Pipes
+  bootstrap as CLI arguments): Unity Catalog volume context and messages; serverless has
+  no Spark cluster to host Ray, so ``ray_address`` is the ``ray_address`` extra.
+
+The runtime's own extras (``rayml_env``, ``ray_on_spark``) are removed from
+``pipes.extras`` once used, and ``pipes.extras["ray_address"]`` is set to the Ray on
+Spark address when there is one, so a script may validate ``pipes.extras`` with a
+strict model that declares ``ray_address``.
+
+An exception in the body is reported to Dagster through Pipes (the asset fails with the
+script's message and traceback) and re-raised, so the process exits non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from dagster_pipes import (
+    PipesCliArgsParamsLoader,
+    PipesContext,
+    PipesDbfsContextLoader,
+    PipesDbfsMessageWriter,
+    PipesUnityCatalogVolumesContextLoader,
+    PipesUnityCatalogVolumesMessageWriter,
+    open_dagster_pipes,
+)
+
+from rayml_assets.telemetry import disable_telemetry
+
+RAY_ADDRESS_KEY = "ray_address"
+RAY_ON_SPARK_KEY = "ray_on_spark"
+# Non-secret env vars sent as extras: serverless tasks take no env vars of their own.
+ENV_KEY = "rayml_env"
+
+
+def on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def pipes_io() -> dict[str, Any]:
+    """Keyword arguments for ``open_dagster_pipes`` that match the launching client."""
+    if not on_databricks():
+        return {}
+    cli = PipesCliArgsParamsLoader()
+    if cli.is_dagster_pipes_process():
+        return {
+            "params_loader": cli,
+            "context_loader": PipesUnityCatalogVolumesContextLoader(),
+            "message_writer": PipesUnityCatalogVolumesMessageWriter(),
+        }
+    return {
+        "context_loader": PipesDbfsContextLoader(),
+        "message_writer": PipesDbfsMessageWriter(),
+    }
+
+
+def spark_session():
+    """The driver's SparkSession: the DBFS message writer and Ray on Spark both need one,
+    and a ``spark_python_task`` script does not get one by itself."""
+    from pyspark.sql import SparkSession
+
+    return SparkSession.builder.getOrCreate()
+
+
+@contextmanager
+def ray_on_spark(spec: Mapping[str, Any]) -> Iterator[str]:
+    from ray.util.spark import setup_ray_cluster, shutdown_ray_cluster
+
+    kwargs = {k: v for k, v in spec.items() if v is not None}
+    address, _ = setup_ray_cluster(**kwargs)
+    try:
+        yield address
+    finally:
+        shutdown_ray_cluster()
+
+
+def _ship_logs(pipes) -> None:
+    """Send this job's logs to Azure Monitor when its profile configures it (no-op locally)."""
+    from rayml_assets.observability.azure_monitor import attach_to_root_logger
+    from rayml_assets.settings import load_profile
+
+    run_id = pipes.run_id if isinstance(pipes, PipesContext) else ""
+    attach_to_root_logger(load_profile(), run_id=run_id or "")
+
+
+@contextmanager
+def job_runtime() -> Iterator[tuple[PipesContext, str | None]]:
+    """Open Pipes for this launch and yield ``(pipes, ray_address)``."""
+    disable_telemetry()
+    io = pipes_io()
+    if isinstance(io.get("message_writer"), PipesDbfsMessageWriter):
+        spark_session()
+    with open_dagster_pipes(**io) as pipes:
+        # Outside Dagster open_dagster_pipes returns a mock; treat it as "no extras".
+        extras = pipes.extras if isinstance(pipes, PipesContext) else {}
+        # The runtime's own keys are consumed here (the extras dict is the parsed context),
+        # so a script's strict extras model sees its parameters and the ray_address only.
+        for key, value in (extras.pop(ENV_KEY, None) or {}).items():
+            os.environ.setdefault(key, value)
+        _ship_logs(pipes)
+        spec = extras.pop(RAY_ON_SPARK_KEY, None)
+        if on_databricks() and spec:
+            with ray_on_spark(spec) as address:
+                pipes.log.info(f"Ray on Spark started at {address}")
+                extras[RAY_ADDRESS_KEY] = address
+                yield pipes, address
+        else:
+            yield pipes, extras.get(RAY_ADDRESS_KEY)

@@ -1,0 +1,307 @@
+"""Cleaning: flag duplicates, outliers, invalid and badly exposed or blurry images.
+
+The analysis runs behind ``CleaningBackend`` so that fastdup (CC BY-NC-ND) can be
+replaced by an open-source backend: a backend only reports *findings*; the
+decision of what to exclude, and why, is made here by ``decide_exclusions``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+import pyarrow as pa
+
+from rayml_assets.lib.common import lake
+
+
+class ExclusionReason(str, Enum):
+    INVALID = "invalid"
+    TOO_DARK = "too_dark"
+    TOO_BRIGHT = "too_bright"
+    TOO_BLURRY = "too_blurry"
+    EXACT_DUPLICATE = "exact_duplicate"
+    NEAR_DUPLICATE = "near_duplicate"
+    OUTLIER = "outlier"
+
+
+@dataclass(frozen=True)
+class CleaningThresholds:
+    """Similarities are cosine similarities of the backend's embeddings (1.0 = identical)."""
+
+    exact_duplicate_similarity: float = 0.9999
+    near_duplicate_similarity: float = 0.995
+    outlier_similarity: float = 0.75  # an image whose nearest neighbour is less similar is an outlier
+    dark_mean: float = 10.0  # mean intensity 0..255
+    bright_mean: float = 245.0
+    blur_min: float = 50.0  # variance of the Laplacian; lower is blurrier
+
+
+@dataclass(frozen=True)
+class ImageStats:
+    mean: float
+    blur: float
+
+
+@dataclass
+class Findings:
+    """What a backend saw, keyed by ``image_id``; no decisions yet."""
+
+    similar_pairs: list[tuple[str, str, float]] = field(default_factory=list)
+    invalid: dict[str, str] = field(default_factory=dict)
+    nearest_similarity: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, ImageStats] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    image_id: str
+    path: Path
+
+
+class CleaningBackend(Protocol):
+    name: str
+
+    def analyze(self, images: list[ImageFile], work_dir: Path, thresholds: CleaningThresholds) -> Findings: ...
+
+
+class FastdupBackend:
+    """fastdup on the images written to ``work_dir`` (it reads files, not bytes)."""
+
+    name = "fastdup"
+
+    def __init__(self, num_threads: int | None = None, nearest_neighbors_k: int = 4):
+        self.num_threads = num_threads or os.cpu_count() or 1
+        self.nearest_neighbors_k = nearest_neighbors_k
+
+    def analyze(self, images: list[ImageFile], work_dir: Path, thresholds: CleaningThresholds) -> Findings:
+        os.environ.setdefault("SENTRY_OPT_OUT", "1")
+        import fastdup
+
+        by_stem = {img.path.stem: img.image_id for img in images}
+
+        def ids(filenames) -> list[str | None]:
+            return [by_stem.get(Path(f).stem) for f in filenames]
+
+        input_dir = images[0].path.parent
+        with contextlib.redirect_stdout(io.StringIO()):  # fastdup prints banners and progress bars
+            fd = fastdup.create(work_dir=str(work_dir / "fastdup"), input_dir=str(input_dir))
+            fd.run(
+                overwrite=True,
+                threshold=min(thresholds.near_duplicate_similarity, 0.9),
+                nearest_neighbors_k=self.nearest_neighbors_k,
+                num_threads=self.num_threads,
+                outlier_percentile=1.0,  # report every image's nearest-neighbour similarity; we threshold it
+            )
+            similarity, invalid, outliers, stats = fd.similarity(), fd.invalid_instances(), fd.outliers(), fd.img_stats()
+
+        findings = Findings()
+        for a, b, sim in zip(ids(similarity["filename_from"]), ids(similarity["filename_to"]), similarity["distance"]):
+            if a and b and a < b:  # fastdup lists each pair in both directions
+                findings.similar_pairs.append((a, b, float(sim)))
+        for image_id, code in zip(ids(invalid["filename"]), invalid["error_code"]):
+            if image_id:
+                findings.invalid[image_id] = str(code)
+        for image_id, sim in zip(ids(outliers["filename_outlier"]), outliers["distance"]):
+            if image_id:
+                findings.nearest_similarity[image_id] = max(float(sim), findings.nearest_similarity.get(image_id, -1.0))
+        for image_id, mean, blur in zip(ids(stats["filename"]), stats["mean"], stats["blur"]):
+            if image_id:
+                findings.stats[image_id] = ImageStats(float(mean), float(blur))
+        return findings
+
+
+def _quality_reason(stats: ImageStats, t: CleaningThresholds) -> tuple[ExclusionReason, str] | None:
+    if stats.mean < t.dark_mean:
+        return ExclusionReason.TOO_DARK, f"mean intensity {stats.mean:.1f} < {t.dark_mean}"
+    if stats.mean > t.bright_mean:
+        return ExclusionReason.TOO_BRIGHT, f"mean intensity {stats.mean:.1f} > {t.bright_mean}"
+    if stats.blur < t.blur_min:
+        return ExclusionReason.TOO_BLURRY, f"blur {stats.blur:.1f} < {t.blur_min}"
+    return None
+
+
+def _components(ids: Iterable[str], edges: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Union-find: each id → the smallest id of its connected component (deterministic)."""
+    parent = {i: i for i in ids}
+
+    def root(i: str) -> str:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in edges:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {i: root(i) for i in parent}
+
+
+def decide_exclusions(
+    image_ids: list[str], findings: Findings, t: CleaningThresholds
+) -> dict[str, tuple[ExclusionReason, str]]:
+    """image_id → (reason, detail) for each excluded image.
+
+    Invalid and badly exposed images go first; duplicate clusters are formed over
+    the rest, so each cluster keeps a usable representative (its smallest id).
+    """
+    excluded: dict[str, tuple[ExclusionReason, str]] = {}
+    for image_id in image_ids:
+        if image_id in findings.invalid:
+            excluded[image_id] = (ExclusionReason.INVALID, findings.invalid[image_id])
+        elif image_id in findings.stats and (reason := _quality_reason(findings.stats[image_id], t)):
+            excluded[image_id] = reason
+
+    usable = [i for i in image_ids if i not in excluded]
+    usable_set = set(usable)
+    dup_pairs = [
+        (a, b, s)
+        for a, b, s in findings.similar_pairs
+        if s >= t.near_duplicate_similarity and a in usable_set and b in usable_set
+    ]
+    representative = _components(usable, ((a, b) for a, b, _ in dup_pairs))
+    best_similarity: dict[str, float] = {}
+    for a, b, s in dup_pairs:
+        for member in (a, b):
+            if representative[member] != member:
+                best_similarity[member] = max(best_similarity.get(member, 0.0), s)
+    for image_id, sim in best_similarity.items():
+        reason = ExclusionReason.EXACT_DUPLICATE if sim >= t.exact_duplicate_similarity else ExclusionReason.NEAR_DUPLICATE
+        excluded[image_id] = (reason, f"similarity {sim:.4f}; kept {representative[image_id][:12]}")
+
+    for image_id in usable:
+        sim = findings.nearest_similarity.get(image_id)
+        if image_id not in excluded and sim is not None and sim < t.outlier_similarity:
+            excluded[image_id] = (ExclusionReason.OUTLIER, f"nearest neighbour similarity {sim:.3f} < {t.outlier_similarity}")
+    return excluded
+
+
+SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+def assign_split(image_id: str, val_fraction: float = 0.1, test_fraction: float = 0.1) -> str:
+    """A pure function of the content hash: an image never changes split as the data grows."""
+    bucket = int(image_id[:8], 16) / 0x1_0000_0000
+    if bucket < test_fraction:
+        return "test"
+    if bucket < test_fraction + val_fraction:
+        return "val"
+    return "train"
+
+
+@dataclass
+class CleaningResult:
+    delta_version: int
+    raw_version: int
+    total: int
+    kept: int
+    reasons: Counter
+    splits: Counter
+    excluded_examples: list[tuple[str, str, str, bytes]]  # (image_id, label, reason, bytes)
+    content_hash: str
+
+
+_EXT = {"JPEG": "jpg", "PNG": "png", "BMP": "bmp", "GIF": "gif", "TIFF": "tif", "WEBP": "webp"}
+
+
+def _export_images(raw_uri: str, raw_version: int, image_dir: Path, storage_options) -> list[ImageFile]:
+    image_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for batch in lake.iter_batches(raw_uri, raw_version, ["image_id", "format", "bytes"], storage_options=storage_options):
+        for image_id, fmt, data in zip(*(batch.column(c).to_pylist() for c in ("image_id", "format", "bytes"))):
+            path = image_dir / f"{image_id}.{_EXT.get(fmt, 'png')}"
+            path.write_bytes(data)
+            files.append(ImageFile(image_id, path))
+    return files
+
+
+def _cleaned_batches(
+    raw_uri: str, raw_version: int, excluded: dict, fractions: tuple[float, float], storage_options
+) -> Iterator[pa.RecordBatch]:
+    # The dataset is opened here, outside write_deltalake: opening a table from inside
+    # the writer's async runtime (this generator runs there) panics in delta-rs.
+    dataset = lake.dataset_at(raw_uri, raw_version, storage_options)
+    return _label_batches(dataset, excluded, fractions, raw_version)
+
+
+def _label_batches(dataset, excluded: dict, fractions: tuple[float, float], raw_version: int) -> Iterator[pa.RecordBatch]:
+    for batch in dataset.to_batches(columns=[f.name for f in lake.RAW_SCHEMA], batch_size=512):
+        ids = batch.column("image_id").to_pylist()
+        verdicts = [excluded.get(i) for i in ids]
+        yield pa.RecordBatch.from_arrays(
+            list(batch.columns)
+            + [
+                pa.array([assign_split(i, *fractions) for i in ids], pa.string()),
+                pa.array([v is not None for v in verdicts], pa.bool_()),
+                pa.array([f"{v[0].value}: {v[1]}" if v else None for v in verdicts], pa.string()),
+                pa.array([raw_version] * len(ids), pa.int64()),
+            ],
+            schema=lake.CLEANED_SCHEMA,
+        )
+
+
+def clean(
+    raw_uri: str,
+    raw_version: int,
+    cleaned_uri: str,
+    work_dir: Path,
+    backend: CleaningBackend,
+    thresholds: CleaningThresholds = CleaningThresholds(),
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    commit_tags: dict[str, str] | None = None,
+    examples_per_reason: int = 6,
+    storage_options: dict | None = None,
+) -> CleaningResult:
+    """Write a new snapshot version of ``cleaned_uri`` from ``raw_uri`` at ``raw_version``."""
+    from deltalake import CommitProperties, write_deltalake
+
+    from rayml_assets.lib.dataset.ingest import content_hash
+
+    shutil.rmtree(work_dir, ignore_errors=True)
+    images = _export_images(raw_uri, raw_version, work_dir / "images", storage_options)
+    findings = backend.analyze(images, work_dir, thresholds) if images else Findings()
+    excluded = decide_exclusions([img.image_id for img in images], findings, thresholds)
+
+    reader = pa.RecordBatchReader.from_batches(
+        lake.CLEANED_SCHEMA, _cleaned_batches(raw_uri, raw_version, excluded, (val_fraction, test_fraction), storage_options)
+    )
+    tags = {"rayml.tag": f"cleaned-from-raw-v{raw_version}", "rayml.raw_version": str(raw_version),
+            "rayml.cleaning_backend": backend.name, **(commit_tags or {})}
+    write_deltalake(
+        cleaned_uri, reader, mode="overwrite", schema_mode="overwrite", writer_properties=lake.writer_properties(lake.CLEANED_SCHEMA),
+        commit_properties=CommitProperties(custom_metadata=tags), storage_options=storage_options,
+    )
+    version = lake.open_table(cleaned_uri, storage_options=storage_options).version()
+
+    summary = lake.read_at(cleaned_uri, version, ["image_id", "label", "split", "excluded"], storage_options=storage_options)
+    ids, labels, split_col = (summary.column(c).to_pylist() for c in ("image_id", "label", "split"))
+    kept_mask = [not e for e in summary.column("excluded").to_pylist()]
+    label_of = dict(zip(ids, labels))
+    path_of = {img.image_id: img.path for img in images}
+    examples: list[tuple[str, str, str, bytes]] = []
+    per_reason: Counter = Counter()
+    for image_id in sorted(excluded):
+        reason = excluded[image_id][0].value
+        if per_reason[reason] < examples_per_reason:
+            per_reason[reason] += 1
+            examples.append((image_id, label_of[image_id], reason, path_of[image_id].read_bytes()))
+    return CleaningResult(
+        delta_version=version,
+        raw_version=raw_version,
+        total=summary.num_rows,
+        kept=sum(kept_mask),
+        reasons=Counter(reason.value for reason, _ in excluded.values()),
+        splits=Counter(s for s, k in zip(split_col, kept_mask) if k),
+        excluded_examples=examples,
+        content_hash=content_hash([f"{i}:{s}:{k}" for i, s, k in zip(ids, split_col, kept_mask)]),
+    )

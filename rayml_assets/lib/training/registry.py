@@ -1,0 +1,256 @@
+"""Model registry: register the tuned model, score it on the pinned test split, move aliases.
+
+Flow for the ``registered_model`` asset:
+
+1. :func:`register_challenger` registers the best model of a tuning run
+   (idempotent: a version already registered from the same run and model URI
+   is reused), tags it with its lineage (``delta_version``, ``cleaned_table_uri``,
+   ``dagster_run_id``), evaluates it on the ``test`` split of the SAME pinned
+   Delta version, sets the ``challenger`` alias, evaluates the current
+   ``champion`` on that same split and returns a :class:`PromotionDecision`.
+2. A blocking asset check gates on :func:`passes_gate` / the decision.
+3. :func:`promote` moves ``champion`` only when the decision says so.
+
+The rules are pure functions so they can be property-tested and reused by the
+asset check: :func:`should_promote` (better by a margin) and
+:func:`passes_gate` (minimum accuracy).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+from mlflow.entities.model_registry import ModelVersion  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+from rayml_assets.lib.training.tracking import MlflowSettings, load_logged_model, mlflow_uris  # noqa: E402
+from rayml_assets.lib.training.training import DataSpec, EvalResult, evaluate  # noqa: E402
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+TEST_SPLIT = "test"
+
+
+def should_promote(challenger_acc: float, champion_acc: float | None, margin: float = 0.0) -> bool:
+    """True when the challenger beats the champion by at least ``margin`` (and strictly).
+
+    No champion yet means there is nothing to beat. NaN never wins.
+    """
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    if challenger_acc is None or math.isnan(challenger_acc):
+        return False
+    if champion_acc is None:
+        return True
+    if math.isnan(champion_acc):
+        return True  # a champion that cannot be scored is no bar
+    return challenger_acc > champion_acc and challenger_acc - champion_acc >= margin
+
+
+def passes_gate(accuracy: float | None, min_accuracy: float) -> bool:
+    """The minimum-quality gate, whatever the champion's accuracy."""
+    return accuracy is not None and not math.isnan(accuracy) and accuracy >= min_accuracy
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    promote: bool
+    reason: str
+    challenger_accuracy: float
+    champion_accuracy: float | None
+    margin: float
+    min_accuracy: float
+
+
+def decide_promotion(
+    challenger_acc: float, champion_acc: float | None, margin: float = 0.0, min_accuracy: float = 0.0
+) -> PromotionDecision:
+    """Both rules together, with a reason a person can read in the asset metadata."""
+    if not passes_gate(challenger_acc, min_accuracy):
+        promote, reason = False, f"test accuracy {challenger_acc:.4f} is below the gate {min_accuracy:.4f}"
+    elif not should_promote(challenger_acc, champion_acc, margin):
+        promote, reason = False, f"does not beat champion {champion_acc:.4f} by margin {margin:.4f}"
+    elif champion_acc is None:
+        promote, reason = True, "no champion yet"
+    else:
+        promote, reason = True, f"beats champion {champion_acc:.4f} by {challenger_acc - champion_acc:.4f}"
+    return PromotionDecision(promote, reason, challenger_acc, champion_acc, margin, min_accuracy)
+
+
+@dataclass
+class ChallengerReport:
+    model_name: str
+    version: str
+    model_uri: str
+    created: bool  # False when the version already existed for this run and model
+    source_run_id: str
+    table_uri: str
+    delta_version: int
+    challenger: EvalResult
+    champion_version: str | None
+    champion: EvalResult | None
+    decision: PromotionDecision
+    confusion_png: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def register_version(
+    settings: MlflowSettings, model_name: str, model_uri: str, run_id: str, tags: dict[str, str]
+) -> tuple[ModelVersion, bool]:
+    """Register ``model_uri`` under ``model_name`` once per (run, model); returns ``(version, created)``."""
+    client = settings.client()
+    tags = {k: str(v) for k, v in tags.items() if v is not None}
+    try:
+        # Filter on the name only (Unity Catalog supports few filters) and match in Python.
+        existing = [
+            v
+            for v in client.search_model_versions(f"name='{model_name}'")
+            if v.run_id == run_id and v.source == model_uri
+        ]
+    except MlflowException:
+        existing = []
+    if existing:
+        return existing[0], False
+    with mlflow_uris(settings):
+        # mlflow.register_model (not the client) links an MLflow 3 logged model to its version
+        return mlflow.register_model(model_uri, model_name, tags=tags), True
+
+
+def evaluate_model(
+    settings: MlflowSettings,
+    model_uri: str,
+    table_uri: str,
+    delta_version: int,
+    split: str = TEST_SPLIT,
+    storage_options: dict | None = None,
+) -> EvalResult:
+    """Score a logged or registered model on ``split`` of ``table_uri@delta_version``, with the model's own labels."""
+    model, meta = load_logged_model(model_uri, settings)
+    spec = DataSpec(
+        table_uri, int(delta_version), tuple(meta["class_labels"]), int(meta["image_size"]), int(meta["channels"])
+    )
+    return evaluate(model, spec, split, storage_options=storage_options)
+
+
+def plot_confusion(result: EvalResult, path: str | Path, title: str = "") -> Path:
+    """The confusion matrix as a PNG (rows: true label, columns: predicted)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labels = result.class_labels
+    size = max(4.0, 0.5 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    image = ax.imshow(result.confusion, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=90 if len(labels) > 12 else 0)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"{result.split}: accuracy {result.accuracy:.3f} on {result.n} images")
+    if len(labels) <= 20:
+        peak = max(max(row) for row in result.confusion) or 1
+        for i, row in enumerate(result.confusion):
+            for j, count in enumerate(row):
+                if count:
+                    ax.text(
+                        j,
+                        i,
+                        str(count),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if count > peak / 2 else "black",
+                    )
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _alias_version(settings: MlflowSettings, model_name: str, alias: str) -> ModelVersion | None:
+    try:
+        return settings.client().get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+def register_challenger(
+    settings: MlflowSettings,
+    *,
+    model_name: str,
+    model_uri: str,
+    run_id: str,
+    table_uri: str,
+    delta_version: int,
+    reports_dir: str | Path,
+    dagster_run_id: str | None = None,
+    margin: float = 0.0,
+    min_accuracy: float = 0.0,
+    storage_options: dict | None = None,
+) -> ChallengerReport:
+    """Register, test, alias ``challenger`` and compare with ``champion`` on the same test split.
+
+    Does not move ``champion``: call :func:`promote` once the asset check passed.
+    """
+    client = settings.client()
+    lineage = {"delta_version": int(delta_version), "cleaned_table_uri": table_uri, "dagster_run_id": dagster_run_id}
+    version, created = register_version(settings, model_name, model_uri, run_id, lineage)
+    version_uri = f"models:/{model_name}/{version.version}"
+    challenger = evaluate_model(settings, version_uri, table_uri, delta_version, storage_options=storage_options)
+    for key, value in {"test_accuracy": f"{challenger.accuracy:.6f}", "test_images": str(challenger.n)}.items():
+        client.set_model_version_tag(model_name, version.version, key, value)
+    client.set_registered_model_alias(model_name, CHALLENGER, version.version)
+
+    champion_version = _alias_version(settings, model_name, CHAMPION)
+    champion = None
+    if champion_version is not None:
+        champion = (
+            challenger
+            if str(champion_version.version) == str(version.version)
+            else evaluate_model(
+                settings,
+                f"models:/{model_name}/{champion_version.version}",
+                table_uri,
+                delta_version,
+                storage_options=storage_options,
+            )
+        )
+    decision = decide_promotion(challenger.accuracy, champion.accuracy if champion else None, margin, min_accuracy)
+
+    png = plot_confusion(
+        challenger,
+        Path(reports_dir) / f"confusion_{model_name}_v{version.version}.png",
+        title=f"{model_name} v{version.version} on {TEST_SPLIT}@v{delta_version}: accuracy {challenger.accuracy:.3f}",
+    )
+    client.log_artifact(run_id, str(png), "evaluation")
+    client.log_metric(run_id, "test_accuracy", challenger.accuracy)
+    return ChallengerReport(
+        model_name=model_name,
+        version=str(version.version),
+        model_uri=version_uri,
+        created=created,
+        source_run_id=run_id,
+        table_uri=table_uri,
+        delta_version=int(delta_version),
+        challenger=challenger,
+        champion_version=str(champion_version.version) if champion_version is not None else None,
+        champion=champion,
+        decision=decision,
+        confusion_png=str(png),
+    )
+
+
+def promote(settings: MlflowSettings, model_name: str, version: str, decision: PromotionDecision) -> bool:
+    """Point ``champion`` at ``version`` if ``decision.promote``; returns whether it moved."""
+    if not decision.promote:
+        return False
+    settings.client().set_registered_model_alias(model_name, CHAMPION, str(version))
+    return True

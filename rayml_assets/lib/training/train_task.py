@@ -1,0 +1,184 @@
+"""Dagster Pipes entry point of ``tuned_model``: Ray Tune over Ray Train DDP, tracked in MLflow.
+
+Run by ``PipesSubprocessClient`` locally (``python -m rayml_assets.lib.training.train_task``)
+or as a Databricks task. Everything comes from ``pipes.extras`` (see
+:class:`TrainJobParams`); progress goes to ``pipes.log``; the result is one
+``report_asset_materialization``. Re-running with the same data and config
+resumes the same Tune experiment and MLflow parent run (nothing finished is
+trained again). SIGTERM (a cancelled Dagster run) stops Tune gracefully so the
+experiment state is saved for that resume.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster_pipes import PipesContext
+from pydantic import BaseModel, ConfigDict
+
+from rayml_assets.lib.common import lake
+from rayml_assets.lib.common.pipes_runtime import job_runtime
+from rayml_assets.lib.training.tracking import MlflowSettings, TuningTracker, plot_learning_curves
+from rayml_assets.lib.training.tuning import (
+    TrialEvent,
+    TuningConfig,
+    TuningInterrupted,
+    TuningResult,
+    default_experiment_name,
+    init_ray,
+    run_tuning,
+)
+
+
+class TrainJobParams(BaseModel):
+    """The ``extras`` the asset passes to this script."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lake_root: str
+    cleaned_version: int
+    tuning: dict
+    mlflow_tracking_uri: str
+    mlflow_registry_uri: str | None = None
+    mlflow_experiment: str = "rayml_assets"
+    mlflow_artifact_location: str | None = None
+    mlflow_ui_url: str | None = None
+    ray_address: str | None = None
+    ray_num_cpus: int | None = None
+    checkpoint_root: str
+    reports_dir: str
+    experiment_name: str | None = None
+    dagster_run_id: str | None = None
+    asset_key: str | None = None
+    git_sha: str | None = None
+
+
+@dataclass
+class TrainJobOutput:
+    result: TuningResult
+    parent_run_id: str
+    model_uri: str
+    metadata: dict
+
+
+def _log_event(pipes: PipesContext, event: TrialEvent) -> None:
+    m = event.metrics
+    if event.kind == "result":
+        pipes.log.info(
+            f"trial {event.trial_id} epoch {m.get('epoch')}: val_accuracy={m.get('val_accuracy', float('nan')):.4f} "
+            f"train_loss={m.get('train_loss', float('nan')):.4f} world_size={m.get('world_size')} "
+            f"({m.get('train_samples_per_s', 0):.0f} samples/s) {event.hyperparams}"
+        )
+    elif event.kind == "complete":
+        pipes.log.info(f"trial {event.trial_id} finished after epoch {m.get('epoch')}")
+    else:
+        pipes.log.warning(f"trial {event.trial_id} failed at epoch {m.get('epoch')}: {event.error}")
+
+
+def _metadata(
+    settings: MlflowSettings,
+    tracker: TuningTracker,
+    parent_run_id: str,
+    result: TuningResult,
+    model_uri: str,
+    curves_png: Path,
+    table_uri: str,
+) -> dict:
+    metadata = {
+        "mlflow_run_id": parent_run_id,
+        "mlflow_experiment_id": tracker.experiment_id,
+        "best_params": {"raw_value": result.best_params, "type": "json"},
+        "best_val_accuracy": {"raw_value": result.best_val_accuracy, "type": "float"},
+        "trials_run": {"raw_value": result.num_trials, "type": "int"},
+        "trials_stopped_early": {"raw_value": result.num_stopped_early, "type": "int"},
+        "trials_errored": {"raw_value": result.num_errored, "type": "int"},
+        "epochs_used": {"raw_value": result.epochs_used, "type": "int"},
+        "epochs_full_grid": {"raw_value": result.epochs_full, "type": "int"},
+        "epochs_used_fraction": {"raw_value": result.epochs_used / max(1, result.epochs_full), "type": "float"},
+        "learning_curves_png": {"raw_value": str(curves_png), "type": "path"},
+        "best_model_uri": model_uri,
+        "best_checkpoint_path": {"raw_value": result.best_checkpoint_path, "type": "path"},
+        "class_labels": {"raw_value": result.class_labels, "type": "json"},
+        "delta_version": {"raw_value": result.version, "type": "int"},
+        "cleaned_table_uri": table_uri,
+        "tune_experiment_path": {"raw_value": result.experiment_path, "type": "path"},
+        "resumed_experiment": {"raw_value": result.restored, "type": "bool"},
+    }
+    url = settings.run_url(tracker.experiment_id, parent_run_id)
+    if url:
+        metadata["mlflow_run_url"] = {"raw_value": url, "type": "url"}
+    return metadata
+
+
+def main(pipes: PipesContext) -> TrainJobOutput:
+    params = TrainJobParams.model_validate(pipes.extras)
+    config = TuningConfig.model_validate(params.tuning)
+    table_uri = lake.table_uri(params.lake_root, lake.CLEANED_IMAGES)
+    name = params.experiment_name or default_experiment_name(table_uri, params.cleaned_version, config)
+    settings = MlflowSettings(
+        tracking_uri=params.mlflow_tracking_uri,
+        registry_uri=params.mlflow_registry_uri,
+        experiment_name=params.mlflow_experiment,
+        artifact_location=params.mlflow_artifact_location,
+        ui_url=params.mlflow_ui_url,
+    )
+    resources = init_ray(params.ray_address, params.ray_num_cpus)
+    pipes.log.info(f"tuning {name} on {table_uri}@v{params.cleaned_version}; Ray resources {resources}")
+
+    tracker = TuningTracker(settings)
+    parent_run_id = tracker.start_parent(
+        name,
+        tags={
+            "dagster_run_id": params.dagster_run_id,
+            "asset_key": params.asset_key,
+            "delta_version": params.cleaned_version,
+            "git_sha": params.git_sha,
+            "cleaned_table_uri": table_uri,
+        },
+    )
+    try:
+        result = run_tuning(
+            config,
+            table_uri=table_uri,
+            version=params.cleaned_version,
+            storage_path=params.checkpoint_root,
+            experiment_name=name,
+            on_event=lambda event: _log_event(pipes, event),
+        )
+        if result.best_checkpoint_path is None:
+            raise RuntimeError(f"no trial of {name} produced a checkpoint: {[t.error for t in result.trials]}")
+        tracker.log_tuning(parent_run_id, result, config)
+        curves_png = plot_learning_curves(result, Path(params.reports_dir) / "tuning" / f"{name}_learning_curves.png")
+        tracker.log_artifact(parent_run_id, curves_png, "tuning")
+        model_uri = tracker.log_best_model(parent_run_id, result.best_checkpoint_path)
+    except TuningInterrupted:
+        tracker.finish(parent_run_id, "KILLED")
+        raise
+    except BaseException:
+        tracker.finish(parent_run_id, "FAILED")
+        raise
+    tracker.finish(parent_run_id)
+
+    metadata = _metadata(settings, tracker, parent_run_id, result, model_uri, curves_png, table_uri)
+    pipes.log.info(
+        f"best {result.best_trial_id} val_accuracy={result.best_val_accuracy:.4f}; {result.num_trials} trials, "
+        f"{result.num_stopped_early} stopped early, {result.epochs_used}/{result.epochs_full} epochs"
+    )
+    pipes.report_asset_materialization(metadata=metadata, data_version=name, asset_key=params.asset_key)
+    return TrainJobOutput(result, parent_run_id, model_uri, metadata)
+
+
+def _graceful_sigterm() -> None:
+    # Tune saves its experiment state on SIGUSR1 (as on Ctrl+C); a cancelled
+    # Dagster run sends SIGTERM, which would otherwise lose the last snapshot.
+    signal.signal(signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGUSR1))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars would flood the Pipes log
+    _graceful_sigterm()
+    with job_runtime() as (context, _ray_address):  # Ray on Spark sets extras["ray_address"] on Databricks
+        main(context)

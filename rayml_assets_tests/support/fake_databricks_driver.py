@@ -1,0 +1,95 @@
+"""CONTRACT-TEST emulation of a Databricks driver running a ``spark_python_task`` -- test only.
+
+``python -m rayml_assets_tests.support.fake_databricks_driver <script.py> [task parameters...]``
+
+Runs the script as Databricks would (as ``__main__``, parameters in ``sys.argv``) after
+swapping the three things only a real cluster has:
+
+- the DBFS FUSE mount ``/dbfs`` and the Unity Catalog ``/Volumes`` mount -> the fake
+  workspace's folders (``FAKE_DBFS_ROOT``, ``FAKE_VOLUMES_ROOT``);
+- the driver's SparkSession (which ``PipesDbfsMessageWriter`` asks for cluster log
+  settings) -> none, cluster log delivery off;
+- ``ray.util.spark.setup_ray_cluster`` / ``shutdown_ray_cluster`` -> recorders appending
+  their calls to ``FAKE_RAY_LOG``, so a test can see how Ray on Spark was asked for (a
+  stub ``ray.util.spark`` module: importing Ray costs seconds, and the kwargs are checked
+  against the real signature in test_compute.py).
+
+Everything else -- the script, ``rayml_assets.lib.common.pipes_runtime``, the real dagster_pipes
+loaders and writers -- runs unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+import types
+from contextlib import contextmanager
+
+import dagster_pipes
+
+import rayml_assets.lib.common.pipes_runtime as runtime
+
+RAY_LOG = os.environ["FAKE_RAY_LOG"]
+
+
+def _dbfs(path: str) -> str:
+    return os.path.join(os.environ["FAKE_DBFS_ROOT"], path.lstrip("/"))
+
+
+def _volumes(path: str) -> str:
+    return os.path.join(os.environ["FAKE_VOLUMES_ROOT"], path.removeprefix("/Volumes/"))
+
+
+def _mounted_io(mount):
+    """load_context / make_channel of the real classes, reading the mount from ``mount``."""
+
+    @contextmanager
+    def load_context(self, params):
+        with open(mount(params["path"]), encoding="utf-8") as f:
+            yield json.load(f)
+
+    def make_channel(self, params):
+        return dagster_pipes.PipesBufferedFilesystemMessageWriterChannel(
+            path=mount(params["path"]), interval=self.interval
+        )
+
+    return load_context, make_channel
+
+
+def _record(event: str, **kwargs) -> None:
+    with open(RAY_LOG, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"event": event, **kwargs}) + "\n")
+
+
+def _setup_ray_cluster(**kwargs):
+    _record("setup", **kwargs)
+    return "127.0.0.1:6379", "ray://127.0.0.1:10001"
+
+
+(
+    dagster_pipes.PipesDbfsContextLoader.load_context,
+    dagster_pipes.PipesDbfsMessageWriter.make_channel,
+) = _mounted_io(_dbfs)
+(
+    dagster_pipes.PipesUnityCatalogVolumesContextLoader.load_context,
+    dagster_pipes.PipesUnityCatalogVolumesMessageWriter.make_channel,
+) = _mounted_io(_volumes)
+dagster_pipes.PipesDbfsMessageWriter.get_opened_extras = lambda self: {}
+runtime.spark_session = lambda: None
+# Speed only: stdout/stderr capture waits ~2 s per stream for `tee` on close, which is
+# nothing on a cluster but most of a contract test's time here.
+dagster_pipes.PipesStdioLogWriterChannel.WAIT_FOR_TEE_SECONDS = 0.2
+dagster_pipes.PipesDefaultLogWriter.__init__.__defaults__ = (0.2,)
+ray_spark = types.ModuleType("ray.util.spark")
+ray_spark.setup_ray_cluster = _setup_ray_cluster
+ray_spark.shutdown_ray_cluster = lambda: _record("shutdown")
+for name in ("ray", "ray.util"):
+    sys.modules.setdefault(name, types.ModuleType(name))
+sys.modules["ray.util.spark"] = ray_spark
+
+if __name__ == "__main__":
+    script = sys.argv[1]
+    sys.argv = sys.argv[1:]
+    runpy.run_path(script, run_name="__main__")

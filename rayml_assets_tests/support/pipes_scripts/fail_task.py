@@ -1,0 +1,13 @@
+"""Test-only job: fails the way a broken job does, with its own message."""
+
+from rayml_assets.lib.common.pipes_runtime import job_runtime
+
+
+def main() -> None:
+    with job_runtime() as (pipes, _):
+        pipes.log.info("fail.py is about to fail")
+        raise ValueError("fail.py: the training data is empty (test failure)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Test-only job: reports what it was given, the way a real job reports its results."""
+
+import os
+import sys
+
+from rayml_assets.lib.common.pipes_runtime import job_runtime, on_databricks
+
+
+def main() -> None:
+    with job_runtime() as (pipes, ray_address):
+        print("report.py says hello on stdout")
+        print("report.py says hello on stderr", file=sys.stderr)
+        pipes.log.info("report.py logged through pipes")
+        pipes.report_asset_materialization(
+            metadata={
+                "echo": pipes.get_extra("echo"),
+                "extras_keys": ",".join(sorted(pipes.extras)),
+                "ray_address": str(ray_address),
+                "on_databricks": on_databricks(),
+                "rayml_profile": os.environ.get("RAYML_PROFILE", ""),
+                "ray_usage_stats": os.environ.get("RAY_USAGE_STATS_ENABLED", ""),
+                "secret_in_env": any(
+                    os.environ.get(k) for k in ("DATABRICKS_TOKEN", "AZURE_CLIENT_SECRET")
+                ),
+            }
+        )
+
+
+if __name__ == "__main__":
+    main()
