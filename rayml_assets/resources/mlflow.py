@@ -15,7 +15,7 @@ from typing import Optional
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from rayml_assets.lib.training.tracking import MlflowSettings
+from rayml_assets.lib.common.contract import MlflowSettings
 
 
 class MlflowResource(ConfigurableResource):

@@ -32,7 +32,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +52,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID  # noqa: E402
 
 from rayml_assets.lib.common import lake  # noqa: E402
+from rayml_assets.lib.common.contract import MlflowSettings  # noqa: E402
 from rayml_assets.lib.training.models import build_model  # noqa: E402
 from rayml_assets.lib.training.training import load_checkpoint_model  # noqa: E402
 
@@ -78,31 +78,6 @@ EPOCH_METRICS = (
     "epoch_time_s",
 )
 _BATCH = 900  # log_batch accepts at most 1000 metrics
-
-
-@dataclass(frozen=True)
-class MlflowSettings:
-    """Where runs and models go. ``ui_url`` only builds links for metadata."""
-
-    tracking_uri: str
-    registry_uri: str | None = None
-    experiment_name: str = "rayml_assets"
-    artifact_location: str | None = None
-    ui_url: str | None = None
-
-    @classmethod
-    def local(cls, rayml_home: str | Path, experiment_name: str = "rayml_assets") -> MlflowSettings:
-        """The local stack: sqlite under ``$RAYML_HOME/mlflow``, artifacts beside it."""
-        home = Path(rayml_home).resolve()
-        (home / "mlflow").mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{home}/mlflow/mlflow.db"
-        return cls(uri, uri, experiment_name, str(home / "mlflow" / "artifacts"))
-
-    def client(self) -> MlflowClient:
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri)
-
-    def run_url(self, experiment_id: str, run_id: str) -> str | None:
-        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if self.ui_url else None
 
 
 @contextmanager

@@ -1,0 +1,84 @@
+"""The typed contract between an asset and its Pipes task script: the shared parts.
+
+An asset builds one :class:`TaskParams` model (``<domain>/contract.py``) and sends
+``params.to_extras()`` as the Pipes extras; the task script validates
+``pipes.extras`` with the same model (``Model.from_extras``). Unknown fields are
+refused on both sides, so a renamed field fails a unit test, not a cluster run.
+The nested settings every task shares (MLflow, Ray, storage) are one model each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # mlflow loads only where a client is made
+    from mlflow.tracking import MlflowClient
+
+DEFAULT_EXPERIMENT = "rayml_assets"
+# The Pipes runtime fills these in (lib.common.pipes_runtime): where Ray is, and non-secret env.
+RAY_KEY = "ray"
+ENV_KEY = "rayml_env"
+RAY_ON_SPARK_KEY = "ray_on_spark"
+
+P = TypeVar("P", bound="Contract")
+
+
+class Contract(BaseModel):
+    """A strict, JSON-serialisable model: what travels as Pipes extras."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def from_extras(cls: type[P], extras: Mapping[str, Any]) -> P:
+        return cls.model_validate(dict(extras))
+
+    def to_extras(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class MlflowSettings(Contract):
+    """Where runs and models go. ``ui_url`` only builds links for metadata."""
+
+    tracking_uri: str
+    registry_uri: str | None = None
+    experiment_name: str = DEFAULT_EXPERIMENT
+    artifact_location: str | None = None
+    ui_url: str | None = None
+
+    @classmethod
+    def local(cls, rayml_home: str | Path, experiment_name: str = DEFAULT_EXPERIMENT) -> MlflowSettings:
+        """The local stack: sqlite under ``$RAYML_HOME/mlflow``, artifacts beside it."""
+        home = Path(rayml_home).resolve()
+        (home / "mlflow").mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{home}/mlflow/mlflow.db"
+        return cls(
+            tracking_uri=uri, registry_uri=uri, experiment_name=experiment_name, artifact_location=str(home / "mlflow" / "artifacts")
+        )
+
+    def client(self) -> MlflowClient:
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri)
+
+    def run_url(self, experiment_id: str, run_id: str) -> str | None:
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if self.ui_url else None
+
+
+class RaySettings(Contract):
+    """Which Ray a task uses: ``address=None`` starts a local one with ``num_cpus`` logical CPUs."""
+
+    address: str | None = None
+    num_cpus: int | None = Field(None, ge=1)
+
+
+class ChampionRef(Contract):
+    """One exact registered model version, pinned by the asset when its run starts."""
+
+    model_uri: str
+    model_name: str
+    model_version: str
+    mlflow_run_id: str | None = None
