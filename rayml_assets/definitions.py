@@ -16,6 +16,7 @@ from dagster import (
     ScheduleDefinition,
     SensorDefinition,
 )
+from dagster._core.definitions.partitions.partitioned_schedule import UnresolvedPartitionedAssetScheduleDefinition
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from rayml_assets import defs as defs_package
@@ -56,7 +57,7 @@ _KINDS = {
     "asset_checks": (AssetChecksDefinition,),
     "jobs": (JobDefinition, UnresolvedAssetJobDefinition),
     "sensors": (SensorDefinition,),
-    "schedules": (ScheduleDefinition,),
+    "schedules": (ScheduleDefinition, UnresolvedPartitionedAssetScheduleDefinition),
 }
 
 

@@ -27,7 +27,7 @@ from rayml_assets.lib.monitoring.drift import (
 from rayml_assets.lib.monitoring.inference import EmptyPartitionError, NoChampionError, predict_day, probabilities_matrix
 from rayml_assets.lib.monitoring.production import Feedback, join_feedback_table, read_feedback
 from rayml_assets.lib.monitoring.reports import load_history, write_data_drift_report, write_model_drift_report
-from rayml_assets.lib.monitoring import drift_task as drift as drift_job
+from rayml_assets.lib.monitoring import drift_task as drift_job
 from rayml_assets_tests.support.monitoring_support import champion_extras, saved_model_uri, shared_champion
 
 PER_DAY = 150

@@ -14,7 +14,7 @@ from PIL import Image
 from rayml_assets.lib.monitoring.explain import CELL_INCHES, ExplainConfig, explain_champion, select_examples, shap_attributions
 from rayml_assets.lib.monitoring.inference import decode_images, load_split
 from rayml_assets.lib.monitoring.reports import DPI
-from rayml_assets.lib.monitoring import explain_task as explain as explain_job
+from rayml_assets.lib.monitoring import explain_task as explain_job
 from rayml_assets_tests.support.monitoring_support import champion_extras, saved_model_uri, shared_champion
 
 CONFIG = ExplainConfig(per_class=1, top_misclassified=3, background_size=16, nsamples=16, cols=5)
