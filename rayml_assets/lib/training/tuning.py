@@ -57,7 +57,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 FINGERPRINT_FILE = "rayml_tuning.json"
 CURVE_KEYS = (
     "epoch",
