@@ -14,8 +14,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from training_common import digits_lake, ray_cluster  # noqa: E402
 
-from rayml_assets.lib.training.training import DataSpec, evaluate, load_checkpoint_model  # noqa: E402
-from rayml_assets.lib.training.tuning import demo_tuning, run_tuning  # noqa: E402
+from rayml_assets.lib.training.checkpoints import load_checkpoint_model  # noqa: E402
+from rayml_assets.lib.training.delta_stream import DataSpec  # noqa: E402
+from rayml_assets.lib.training.evaluation import evaluate  # noqa: E402
+from rayml_assets.lib.training.tuner import run_tuning  # noqa: E402
+from rayml_assets.lib.training.tuning_config import demo_tuning  # noqa: E402
 
 
 def main() -> None:

@@ -19,8 +19,9 @@ import torch.nn.functional as F  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from training_common import digits_lake, ray_cluster  # noqa: E402
 
+from rayml_assets.lib.training.augment import random_affine  # noqa: E402
+from rayml_assets.lib.training.delta_stream import DataSpec, DeltaImageStream, discover_labels, shard_sizes  # noqa: E402
 from rayml_assets.lib.training.models import build_model  # noqa: E402
-from rayml_assets.lib.training.training import DataSpec, DeltaImageStream, discover_labels, random_affine, shard_sizes  # noqa: E402
 
 
 def single_process(spec: DataSpec, epochs: int, batch_size: int, threads: int) -> list[float]:
@@ -48,7 +49,8 @@ def ddp(spec: DataSpec, epochs: int, batch_size: int, workers: int, storage: str
     """Samples/s per epoch (all ranks, training time only) reported by the Ray Train worker loop."""
     from ray.tune import RunConfig
 
-    from rayml_assets.lib.training.tuning import TuningConfig, build_trainer, param_space
+    from rayml_assets.lib.training.tuner import build_trainer, param_space
+    from rayml_assets.lib.training.tuning_config import TuningConfig
 
     config = TuningConfig(
         search_space={"lr": 0.05, "batch_size": batch_size // workers},

@@ -18,15 +18,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rayml_assets import sample_stream  # noqa: E402
-from rayml_assets.lib.monitoring.drift import (  # noqa: E402
-    DATA_BACKENDS,
-    DriftConfig,
-    DriftInputs,
-    data_reference,
-    detect_data_drift,
-    detect_model_drift,
-    reference_correctness,
-)
+from rayml_assets.lib.monitoring.contract import DriftConfig  # noqa: E402
+from rayml_assets.lib.monitoring.data_drift import DATA_BACKENDS, detect_data_drift  # noqa: E402
+from rayml_assets.lib.monitoring.drift_inputs import DriftInputs, data_reference, reference_correctness  # noqa: E402
+from rayml_assets.lib.monitoring.model_drift import detect_model_drift  # noqa: E402
 from rayml_assets.lib.monitoring.inference import predict_day, probabilities_matrix  # noqa: E402
 from rayml_assets.lib.monitoring.production import join_feedback_table, read_feedback  # noqa: E402
 from rayml_assets_tests.support.monitoring_support import BENCH_EPOCHS, accuracy, shared_champion  # noqa: E402
@@ -39,7 +34,7 @@ def main() -> None:
     parser.add_argument("--backend", default="alibi", choices=sorted(DATA_BACKENDS))
     parser.add_argument("--seed", type=int, default=0, help="stream seed")
     parser.add_argument(
-        "--reference-splits", default=",".join(DriftConfig.reference_splits), help="comma-separated splits"
+        "--reference-splits", default=",".join(DriftConfig().reference_splits), help="comma-separated splits"
     )
     args = parser.parse_args()
 

@@ -14,7 +14,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rayml_assets import sample_stream  # noqa: E402
-from rayml_assets.lib.monitoring.drift import DATA_BACKENDS, DriftConfig, DriftInputs, data_reference, detect_data_drift  # noqa: E402
+from rayml_assets.lib.monitoring.contract import DriftConfig  # noqa: E402
+from rayml_assets.lib.monitoring.data_drift import DATA_BACKENDS, detect_data_drift  # noqa: E402
+from rayml_assets.lib.monitoring.drift_inputs import DriftInputs, data_reference  # noqa: E402
 from rayml_assets.lib.monitoring.inference import predict_images  # noqa: E402
 from rayml_assets_tests.support.monitoring_support import BENCH_EPOCHS, shared_champion  # noqa: E402
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rayml_assets.lib.monitoring.explain import ExplainConfig, explain_champion, shap_attributions  # noqa: E402
+from rayml_assets.lib.monitoring.contract import ExplainConfig  # noqa: E402
+from rayml_assets.lib.monitoring.explain import explain_champion, shap_attributions  # noqa: E402
 from rayml_assets.lib.monitoring.inference import decode_images, load_split  # noqa: E402
 from rayml_assets_tests.support.monitoring_support import BENCH_EPOCHS, shared_champion  # noqa: E402
 

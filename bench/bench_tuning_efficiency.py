@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from training_common import digits_lake, ray_cluster  # noqa: E402
 
-from rayml_assets.lib.training.tuning import TuningConfig, run_tuning  # noqa: E402
+from rayml_assets.lib.training.tuner import run_tuning  # noqa: E402
+from rayml_assets.lib.training.tuning_config import TuningConfig  # noqa: E402
 
 SEARCH = {
     "lr": {"loguniform": [0.003, 0.3]},

@@ -22,7 +22,7 @@ def digits_lake(image_size: int = 32, n: int | None = None, exclude_every: int =
 def ray_cluster(num_cpus: int):
     import ray
 
-    from rayml_assets.lib.training.tuning import init_ray
+    from rayml_assets.lib.training.tuner import init_ray
 
     init_ray(num_cpus=num_cpus, object_store_memory=256 * 2**20)
     try:

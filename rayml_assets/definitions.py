@@ -15,12 +15,13 @@ from dagster import (
     JobDefinition,
     ScheduleDefinition,
     SensorDefinition,
+    in_process_executor,
+    multiprocess_executor,
 )
 from dagster._core.definitions.partitions.partitioned_schedule import UnresolvedPartitionedAssetScheduleDefinition
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from rayml_assets import defs as defs_package
-from rayml_assets.observability.azure_monitor import dagster_loggers
 from rayml_assets.resources.compute import compute_for_profile
 from rayml_assets.resources.mlflow import MlflowResource
 from rayml_assets.resources.ray import RayResource
@@ -74,11 +75,26 @@ def load_defs_folder(package=defs_package) -> Definitions:
     return Definitions(**{kind: list(values.values()) for kind, values in found.items()})
 
 
+def _loggers(profile: Profile) -> dict | None:
+    """Azure Monitor log shipping, only in profiles that configure it (docs/infrastructure.md)."""
+    if profile.azure_monitor is None:
+        return None  # Dagster's default console logger; the Azure SDK is not imported
+    from rayml_assets.observability.azure_monitor import dagster_loggers
+
+    return dagster_loggers(profile)
+
+
+EXECUTORS = {"in_process": in_process_executor, "multiprocess": multiprocess_executor}
+
+
 def build_definitions(profile: Profile) -> Definitions:
     return Definitions.merge(
         load_defs_folder(),
-        # Azure Monitor log shipping, only in profiles that configure it (docs/infrastructure.md).
-        Definitions(resources=resources_for(profile), loggers=dagster_loggers(profile) or None),
+        Definitions(
+            resources=resources_for(profile),
+            executor=EXECUTORS[profile.run_executor],
+            loggers=_loggers(profile),
+        ),
     )
 
 

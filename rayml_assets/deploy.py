@@ -1,12 +1,12 @@
-"""``python -m rayml_assets.deploy --env sit``: put this code where a profile's Databricks jobs find it.
+"""``python -m rayml_assets.deploy --env sit``: put this code where a profile's Databricks runs find it.
 
 The "deploy code" pattern: the same wheel and task scripts are promoted from sit to uat
 to prod; only the profile (``rayml_assets/profiles/<env>.yaml``) differs. This builds the
 project wheel from the checkout and uploads it, and every task script, to the paths that
-:class:`rayml_assets.resources.compute.DatabricksCompute` submits:
+:class:`rayml_assets.resources.databricks_compute.DatabricksCompute` submits:
 
-    <workspace_wheel_dir>/rayml_assets-<version>-py3-none-any.whl   (the task's library)
-    <workspace_wheel_dir>/../tasks/<task>.py                           (the task's python_file)
+    <workspace_wheel_dir>/rayml_assets-<version>-py3-none-any.whl   (the run's library)
+    <workspace_wheel_dir>/../tasks/<task>.py                           (the run's python_file)
 
 Credentials come from the environment only (DATABRICKS_HOST + DATABRICKS_TOKEN, or the
 AZURE_* service principal when the profile says ``auth: azure_client_secret``).
@@ -28,15 +28,17 @@ from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.workspace import ImportFormat
 
 from rayml_assets.resources.compute import (
-    PACKAGE_ROOT,
     DEFAULT_TASKS_PACKAGE,
-    DatabricksCredentialsError,
+    PACKAGE_ROOT,
     PROJECT_NAME,
     available_tasks,
-    credentials_for,
     project_version,
-    require_credentials,
     wheel_filename,
+)
+from rayml_assets.resources.databricks_compute import (
+    DatabricksCredentialsError,
+    credentials_for,
+    require_credentials,
     workspace_tasks_dir,
     workspace_wheel_path,
 )

@@ -1,6 +1,6 @@
 """Turn an environment's ``terraform output -json`` into its rayml profile.
 
-    terraform -chdir=terraform/envs/sit output -json \\
+    terraform -chdir=terraform/root output -json   # after init with ../envs/sit/backend.hcl \\
       | python -m rayml_assets.profile_from_terraform --env sit > rayml_assets/profiles/sit.yaml
 
 Storage paths, Databricks compute and log shipping come from Terraform; how
@@ -27,7 +27,7 @@ TRAINING: dict[str, dict[str, Any]] = {
     "prod": {"sample_fraction": 1.0, "search_space": "full"},
 }
 
-# The outputs of terraform/envs/<env>/outputs.tf this reads.
+# The outputs of terraform/root/outputs.tf this reads.
 REQUIRED_OUTPUTS = frozenset(
     {
         "environment",
@@ -48,7 +48,7 @@ def profile_from_outputs(env: str, outputs: dict[str, Any], taxonomy: list[str] 
     """Build ``env``'s profile from ``terraform output -json`` (name -> {value, type, sensitive})."""
     missing = REQUIRED_OUTPUTS - outputs.keys()
     if missing:
-        raise ValueError(f"terraform outputs lack {sorted(missing)}; run `terraform apply` in terraform/envs/{env}")
+        raise ValueError(f"terraform outputs lack {sorted(missing)}; run `terraform apply` in terraform/root with ../envs/{env}/terraform.tfvars")
     values = {name: output["value"] for name, output in outputs.items()}
     if values["environment"] != env:
         raise ValueError(f"these outputs are for {values['environment']!r}, not {env!r}")
@@ -93,7 +93,7 @@ def render(profile: Profile, outputs: dict[str, Any]) -> str:
     """The profile as YAML, headed by the (non-secret) variables its users export."""
     identity = outputs["pipeline_identity"]["value"]
     header = (
-        f"# {profile.name}: generated from terraform/envs/{profile.name} by\n"
+        f"# {profile.name}: generated from terraform/root (envs/{profile.name}) by\n"
         f"#   python -m rayml_assets.profile_from_terraform --env {profile.name}\n"
         "# Regenerate instead of editing. Credentials never live here; export:\n"
         f"#   DATABRICKS_HOST={outputs['workspace_url']['value']}\n"

@@ -68,6 +68,10 @@ class Profile(BaseModel):
     mlflow_registry_uri: str
     mlflow_artifact_root: str | None = None
     compute: Literal["local", "databricks"] = "local"
+    # How a run executes its steps. None: "in_process" with local compute (one process loads the
+    # code location once; the heavy steps are Pipes subprocesses anyway), "multiprocess" with
+    # Databricks (steps wait on remote runs, so independent ones overlap).
+    executor: Literal["in_process", "multiprocess"] | None = None
     sample_fraction: float = Field(1.0, gt=0.0, le=1.0)
     search_space: Literal["small", "full"] = "full"
     taxonomy: list[str] | None = None
@@ -79,6 +83,10 @@ class Profile(BaseModel):
     @property
     def is_local(self) -> bool:
         return self.compute == "local"
+
+    @property
+    def run_executor(self) -> Literal["in_process", "multiprocess"]:
+        return self.executor or ("in_process" if self.is_local else "multiprocess")
 
 
 def rayml_home() -> Path:

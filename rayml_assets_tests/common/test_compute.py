@@ -1,4 +1,4 @@
-"""The compute resource, the job runtime and deploy.
+"""The compute resources, the task runtime and deploy.
 
 Three kinds of test live here:
 
@@ -37,18 +37,21 @@ from rayml_assets import deploy as deploy_mod
 from rayml_assets.lib.common import pipes_runtime as runtime
 from rayml_assets.resources.compute import (
     ComputeResource,
-    DatabricksClusterConfig,
-    DatabricksCompute,
-    DatabricksCredentialsError,
+    DuplicateTaskError,
     LocalCompute,
     SecretInPayloadError,
     UnknownTaskError,
     available_tasks,
     check_no_secrets,
     compute_for_profile,
-    credentials_for,
     project_version,
     wheel_filename,
+)
+from rayml_assets.resources.databricks_compute import (
+    DatabricksClusterConfig,
+    DatabricksCompute,
+    DatabricksCredentialsError,
+    credentials_for,
 )
 from rayml_assets.settings import DatabricksSettings, ProfileError, load_profile
 from rayml_assets.telemetry import TELEMETRY_OFF
@@ -202,8 +205,8 @@ def test_ray_on_spark_sizing_matches_real_ray_signature():
 
     params = inspect.signature(ray.util.spark.setup_ray_cluster).parameters
     compute = _databricks_compute()
-    for job in ("train", "drift"):
-        spec = compute.remote_extras(job, {})["ray_on_spark"]
+    for task in ("train", "drift"):
+        spec = compute.remote_extras(task, {})["ray_on_spark"]
         assert set(spec) <= set(params), f"{set(spec) - set(params)} not accepted by Ray"
     assert compute.remote_extras("drift", {})["ray_on_spark"]["num_gpus_worker_node"] == 0
     assert compute.remote_extras("train", {})["ray_on_spark"]["max_worker_nodes"] == 2
@@ -217,9 +220,28 @@ def test_azure_service_principal_credentials_come_from_env_vars():
 
 
 @pytest.mark.parametrize("compute", [LocalCompute(tasks_package=TEST_TASKS), _databricks_compute()])
-def test_unknown_job_is_a_typed_error(compute):
+def test_unknown_task_is_a_typed_error(compute):
     with pytest.raises(UnknownTaskError, match=r"'trian'.*known tasks: \['fail', 'report'\]"):
         compute.run(_FakeContext(), task="trian", extras={})
+
+
+def test_the_real_tasks_are_one_per_domain_script():
+    assert {name: path.parent.name for name, path in available_tasks().items()} == {
+        "drift": "monitoring",
+        "explain": "monitoring",
+        "train": "training",
+    }
+
+
+def test_a_task_name_defined_in_two_domains_is_an_error(tmp_path, monkeypatch):
+    for domain in ("alpha", "beta"):
+        (tmp_path / "dup_tasks" / domain).mkdir(parents=True)
+        (tmp_path / "dup_tasks" / domain / "__init__.py").write_text("")
+        (tmp_path / "dup_tasks" / domain / "score_task.py").write_text("")
+    (tmp_path / "dup_tasks" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(DuplicateTaskError, match=r"'score'.*dup_tasks\.alpha\.score_task.*dup_tasks\.beta"):
+        available_tasks("dup_tasks")
 
 
 def test_secrets_never_travel_in_extras_or_env(monkeypatch):
@@ -274,7 +296,7 @@ def test_runtime_outside_dagster_yields_no_ray_address(monkeypatch):
     monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
     monkeypatch.delenv("DAGSTER_PIPES_CONTEXT", raising=False)
     monkeypatch.setattr(PipesContext, "_instance", None)  # the singleton must not leak
-    with pytest.warns(Warning), runtime.job_runtime() as (_, ray_address):
+    with pytest.warns(Warning), runtime.task_runtime() as (_, ray_address):
         assert ray_address is None
 
 
@@ -301,12 +323,27 @@ def test_local_compute_runs_script_and_returns_metadata():
     assert result.success
     meta = _metadata(result, "report_asset")
     assert meta["echo"] == 42
-    assert meta["extras_keys"] == "echo,ray_address"
+    assert meta["extras_keys"] == "echo,ray"  # the Ray address travels in extras["ray"]
     assert meta["ray_address"] == "None"  # caller starts a local Ray
     assert meta["on_databricks"] is False
     assert meta["rayml_profile"] == "local"
     assert meta["ray_usage_stats"] == "0"
     assert "report.py logged through pipes" in text
+
+
+@asset
+def report_pinned_ray_asset(context: AssetExecutionContext, compute: ComputeResource):
+    extras = {"echo": 7, "ray": {"address": "ray://head:10001", "num_cpus": 2}}
+    return compute.run(context, task="report", extras=extras).get_materialize_result()
+
+
+def test_local_compute_keeps_the_ray_address_the_asset_set():
+    compute = LocalCompute(profile="local", tasks_package=TEST_TASKS, ray_address="auto")
+    result, text = _materialize(report_pinned_ray_asset, compute)
+    assert result.success, text
+    meta = _metadata(result, "report_pinned_ray_asset")
+    assert meta["extras_keys"] == "echo,ray"
+    assert meta["ray_address"] == "ray://head:10001"  # the asset's, not the resource's "auto"
 
 
 def test_local_compute_failing_script_fails_asset_with_its_message():
@@ -339,7 +376,7 @@ def fake(tmp_path, monkeypatch):
 
 @pytest.fixture
 def deployed(fake, wheel):
-    """The wheel and the test job scripts deployed into the fake workspace, as `make deploy` does."""
+    """The wheel and the test task scripts deployed into the fake workspace, as `make deploy` does."""
     client = deploy_mod.workspace_client_from_env("pat")
     return deploy_mod.deploy("sit", client=client, wheel=wheel, tasks_package=TEST_TASKS)
 
@@ -365,8 +402,8 @@ def test_contract_submit_poll_success_returns_metadata_and_logs(fake, deployed, 
     assert meta["rayml_profile"] == "sit"
     assert meta["secret_in_env"] is False
     assert meta["ray_address"] == "127.0.0.1:6379"  # Ray on Spark's address
-    # runtime keys consumed; the script sees its own extras and the effective ray_address
-    assert meta["extras_keys"] == "echo,ray_address"
+    # runtime keys consumed; the script sees its own extras and the effective extras["ray"]
+    assert meta["extras_keys"] == "echo,ray"
     assert meta["Databricks Job Run URL"] == f"{fake.url}/#job/0/run/{run.run_id}"
     assert f"Databricks run {run.run_id} submitted: {fake.url}/#job/0/run/" in text
     assert "report.py logged through pipes" in text
@@ -443,7 +480,7 @@ def test_contract_interrupted_dagster_run_cancels_databricks_run(fake, deployed,
 
 @pytest.mark.contract
 def test_contract_serverless_run_over_unity_catalog_volume(fake, deployed):
-    """CONTRACT: serverless submit with a job environment; Pipes over a UC volume and CLI args."""
+    """CONTRACT: serverless submit with a serverless environment; Pipes over a UC volume and CLI args."""
     compute = _databricks_compute(serverless=True, pipes_volume_path="/Volumes/main/rayml/pipes")
     result, text = _materialize(report_asset, compute)
     assert result.success, text
@@ -461,15 +498,15 @@ def test_contract_serverless_run_over_unity_catalog_volume(fake, deployed):
 
 
 @pytest.mark.contract
-def test_contract_deploy_uploads_wheel_and_job_scripts(fake, wheel):
-    """CONTRACT: deploy puts the wheel and every job script where the compute resource looks."""
+def test_contract_deploy_uploads_wheel_and_task_scripts(fake, wheel):
+    """CONTRACT: deploy puts the wheel and every task script where the compute resource looks."""
     client = deploy_mod.workspace_client_from_env("pat")
     result = deploy_mod.deploy("sit", client=client, wheel=wheel)
     assert result.wheel == compute_for_profile(load_profile("sit")).wheel_path
     assert fake.workspace(result.wheel).read_bytes() == wheel.read_bytes()
     assert set(result.scripts) == set(available_tasks())
-    for job, path in result.scripts.items():
-        assert fake.workspace(path).read_text() == available_tasks()[job].read_text()
+    for task, path in result.scripts.items():
+        assert fake.workspace(path).read_text() == available_tasks()[task].read_text()
     assert fake.bad_auth == []
 
 

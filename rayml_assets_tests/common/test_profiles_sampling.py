@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from rayml_assets.lib.dataset.cleaning import assign_split
-from rayml_assets.lib.training.training import in_sample
+from rayml_assets.lib.training.delta_stream import in_sample
 from rayml_assets.defs.training.assets import TunedModelConfig
 from rayml_assets.settings import ProfileError, load_profile
 

@@ -232,7 +232,7 @@ def test_local_folder_names_are_listed_again_only_when_the_folder_changes(tmp_pa
 
 
 def test_names_cache_is_bounded_and_ignores_fresh_stamps():
-    from rayml_assets.lib.common.watch import _NamesCache
+    from rayml_assets.lib.common.watch_trees import _NamesCache
 
     cache = _NamesCache(max_names=5, min_age_ns=10**9)
     old = time.time_ns() - 10 * 10**9

@@ -8,7 +8,8 @@ import pytest
 from rayml_assets.lib.dataset import ingest as ingest_module
 from rayml_assets.lib.common import lake
 from rayml_assets.lib.common.images import sha256_hex
-from rayml_assets.lib.dataset.ingest import MIN_FILES_FOR_POOL, IngestPolicy, ingest
+from rayml_assets.lib.dataset.file_checks import MIN_FILES_FOR_POOL
+from rayml_assets.lib.dataset.ingest import IngestPolicy, ingest
 from rayml_assets.sample import write_batches
 
 POLICY = IngestPolicy(workers=1)

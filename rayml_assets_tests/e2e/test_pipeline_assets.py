@@ -15,9 +15,7 @@ from rayml_assets.lib.common import lake
 from rayml_assets.definitions import resources_for
 from rayml_assets.defs.dataset import assets as dataset_assets
 from rayml_assets.defs.monitoring import assets as monitoring_assets
-from rayml_assets.defs.monitoring import checks as monitoring_checks
 from rayml_assets.defs.training import assets as training_assets
-from rayml_assets.defs.training import checks as training_checks
 from rayml_assets.resources.mlflow import MlflowResource
 from rayml_assets.resources.storage import DatasetPolicy
 from rayml_assets.sample import write_batches
@@ -37,16 +35,12 @@ TINY_TUNING = {
 TRAINING = [
     training_assets.tuned_model,
     training_assets.registered_model,
-    training_assets.champion_model,
-    training_checks.challenger_meets_min_accuracy,
-    training_checks.no_failed_trials,
+    training_assets.champion_model,  # the training checks are check_specs of their assets
 ]
 MONITORING = [
     monitoring_assets.predictions,
     monitoring_assets.data_drift_report,
-    monitoring_assets.model_drift_report,
-    monitoring_checks.no_data_drift,
-    monitoring_checks.no_model_degradation,
+    monitoring_assets.model_drift_report,  # no_data_drift / no_model_degradation are check_specs of the reports
 ]
 CLEAN_DAY, DRIFTED_DAY = "2026-01-01", "2026-01-03"  # day indexes 0 and 2 of the sample stream
 

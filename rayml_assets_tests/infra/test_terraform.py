@@ -28,9 +28,13 @@ TERRAFORM = ROOT / "terraform"
 IAC_PYTHON = ROOT / ".venv-iac" / "bin" / "python"
 ENVS = ("sit", "uat", "prod")
 MODULES = sorted(p.name for p in (TERRAFORM / "modules").iterdir() if p.is_dir())
-# Files every environment shares byte for byte: environments differ only in
-# terraform.tfvars and in where backend.tf keeps their state.
-SHARED_ENV_FILES = ("main.tf", "variables.tf", "outputs.tf", "providers.tf")
+# One root configuration calls the modules; an environment is only its values
+# (terraform.tfvars) and its state location (backend.hcl, a partial backend config):
+#   terraform -chdir=terraform/root init -reconfigure -backend-config=../envs/<env>/backend.hcl
+#   terraform -chdir=terraform/root plan -var-file=../envs/<env>/terraform.tfvars
+ROOT_MODULE = "root"
+ENV_FILES = {"terraform.tfvars", "backend.hcl"}
+BACKEND_LOCATION = {"resource_group_name", "storage_account_name", "container_name", "key"}
 # Outputs the issue asks every environment to export, beside the ones the profile generator reads.
 EXPORTED_OUTPUTS = {
     "workspace_url",
@@ -91,8 +95,8 @@ def _value(body: dict, key: str):
     return body[key][0]
 
 
-def _module_calls(hcl: dict, env: str) -> dict[str, dict]:
-    return dict(_blocks(hcl, f"envs/{env}", "module"))
+def _module_calls(hcl: dict) -> dict[str, dict]:
+    return dict(_blocks(hcl, ROOT_MODULE, "module"))
 
 
 def _tfvars(hcl: dict, env: str) -> dict:
@@ -108,27 +112,25 @@ def test_terraform_files_are_canonically_formatted():
     assert report["returncode"] == 0, report["error"]
 
 
-@pytest.mark.parametrize("env", ENVS)
-def test_every_environment_instantiates_every_module(hcl, env):
-    sources = {_value(body, "source") for body in _module_calls(hcl, env).values()}
-    assert sources == {f"../../modules/{module}" for module in MODULES}
+def test_the_root_instantiates_every_module(hcl):
+    sources = {_value(body, "source") for body in _module_calls(hcl).values()}
+    assert sources == {f"../modules/{module}" for module in MODULES}
 
 
 @pytest.mark.parametrize("module", MODULES)
-def test_every_environment_passes_each_required_variable_and_only_declared_ones(hcl, module):
+def test_the_root_passes_each_required_variable_and_only_declared_ones(hcl, module):
     variables = dict(_blocks(hcl, f"modules/{module}", "variable"))
     required = {name for name, body in variables.items() if "default" not in body}
     assert required, f"module {module} declares no required variable"
-    for env in ENVS:
-        [call] = [body for body in _module_calls(hcl, env).values() if _value(body, "source").endswith(f"/{module}")]
-        arguments = {k for k in call if not k.startswith("__")} - MODULE_ARGUMENTS_NOT_VARIABLES
-        assert required <= arguments, f"{env} does not pass {sorted(required - arguments)} to {module}"
-        assert arguments <= variables.keys(), f"{env} passes undeclared {sorted(arguments - variables.keys())}"
+    [call] = [body for body in _module_calls(hcl).values() if _value(body, "source").endswith(f"/{module}")]
+    arguments = {k for k in call if not k.startswith("__")} - MODULE_ARGUMENTS_NOT_VARIABLES
+    assert required <= arguments, f"the root does not pass {sorted(required - arguments)} to {module}"
+    assert arguments <= variables.keys(), f"the root passes undeclared {sorted(arguments - variables.keys())}"
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_tfvars_set_every_environment_variable_and_name_their_environment(hcl, env):
-    variables = dict(_blocks(hcl, f"envs/{env}", "variable"))
+def test_tfvars_set_every_root_variable_and_name_their_environment(hcl, env):
+    variables = dict(_blocks(hcl, ROOT_MODULE, "variable"))
     tfvars = _tfvars(hcl, env)
     required = {name for name, body in variables.items() if "default" not in body}
     assert required <= tfvars.keys(), f"terraform.tfvars of {env} misses {sorted(required - tfvars.keys())}"
@@ -137,34 +139,49 @@ def test_tfvars_set_every_environment_variable_and_name_their_environment(hcl, e
     assert tfvars["project"] == _tfvars(hcl, "sit")["project"]
 
 
-def test_environments_differ_only_in_values_and_state_location(hcl):
-    for name in SHARED_ENV_FILES:
-        texts = {(TERRAFORM / "envs" / env / name).read_text() for env in ENVS}
-        assert len(texts) == 1, f"envs/*/{name} differ; put the difference in terraform.tfvars"
-    backends = {env: (TERRAFORM / "envs" / env / "backend.tf").read_text() for env in ENVS}
-    assert len({text.replace(env, "<env>") for env, text in backends.items()}) == 1
-    states = []
+def test_environments_hold_only_values_and_a_state_location():
+    assert sorted(p.name for p in (TERRAFORM / "envs").iterdir()) == sorted(ENVS)
     for env in ENVS:
-        [terraform] = hcl[f"envs/{env}/backend.tf"]["terraform"]
-        [backend] = terraform["backend"]
-        azurerm = backend["azurerm"]
-        assert azurerm.keys() >= {
-            "resource_group_name",
-            "storage_account_name",
-            "container_name",
-            "key",
-            "use_azuread_auth",
-        }
-        assert _value(azurerm, "use_azuread_auth") is True, "state access must use Entra ID, not account keys"
-        states.append((_value(azurerm, "storage_account_name"), _value(azurerm, "key")))
-    assert len(set(states)) == len(ENVS)
+        files = {p.name for p in (TERRAFORM / "envs" / env).iterdir()}
+        tf_files = sorted(name for name in files if name.endswith(".tf"))
+        assert not tf_files, f"envs/{env} holds {tf_files}: configuration belongs in terraform/{ROOT_MODULE}"
+        assert files == ENV_FILES, f"envs/{env} holds {sorted(files)}, expected {sorted(ENV_FILES)}"
 
 
-def test_environments_export_what_the_profile_generator_reads(hcl):
+def test_every_environment_sets_the_same_variables_all_declared_in_the_root(hcl):
+    declared = {name for name, _ in _blocks(hcl, ROOT_MODULE, "variable")}
+    names = {env: set(_tfvars(hcl, env)) for env in ENVS}
+    assert all(env_names == names["sit"] for env_names in names.values()), {
+        env: sorted(env_names ^ names["sit"]) for env, env_names in names.items()
+    }
+    assert names["sit"] <= declared, f"tfvars set undeclared {sorted(names['sit'] - declared)}"
+
+
+def test_the_root_backend_is_partial_and_each_environment_keeps_its_own_state(hcl):
+    [terraform] = [
+        block
+        for path, parsed in hcl.items()
+        if path.startswith(f"{ROOT_MODULE}/")
+        for block in parsed.get("terraform", [])
+        if "backend" in block
+    ]
+    [backend] = terraform["backend"]
+    azurerm = backend["azurerm"]
+    assert _value(azurerm, "use_azuread_auth") is True, "state access must use Entra ID, not account keys"
+    assert not azurerm.keys() & BACKEND_LOCATION, "the state location belongs in envs/<env>/backend.hcl"
+    configs = {env: hcl[f"envs/{env}/backend.hcl"] for env in ENVS}
+    for env, config in configs.items():
+        assert config.keys() == BACKEND_LOCATION, f"envs/{env}/backend.hcl sets {sorted(config)}"
+    texts = {env: (TERRAFORM / "envs" / env / "backend.hcl").read_text() for env in ENVS}
+    assert len({text.replace(env, "<env>") for env, text in texts.items()}) == 1
+    states = {(_value(c, "storage_account_name"), _value(c, "key")) for c in configs.values()}
+    assert len(states) == len(ENVS)
+
+
+def test_the_root_exports_what_the_profile_generator_reads(hcl):
     wanted = REQUIRED_OUTPUTS | EXPORTED_OUTPUTS
-    for env in ENVS:
-        outputs = {name for name, _ in _blocks(hcl, f"envs/{env}", "output")}
-        assert outputs >= wanted, sorted(wanted - outputs)
+    outputs = {name for name, _ in _blocks(hcl, ROOT_MODULE, "output")}
+    assert outputs >= wanted, sorted(wanted - outputs)
 
 
 def test_the_log_table_has_the_columns_the_handler_sends(hcl):
@@ -217,11 +234,10 @@ def test_module_resource_names_follow_the_convention(hcl, module):
     assert not bad, f"names outside <project>-<env>-<purpose>: {bad}"
 
 
-@pytest.mark.parametrize("env", ENVS)
-def test_environments_build_the_prefix_once_and_hand_it_to_every_module(hcl, env):
-    folder = f"envs/{env}"
+def test_the_root_builds_the_prefix_once_and_hands_it_to_every_module(hcl):
+    folder = ROOT_MODULE
     assert _locals(hcl, folder)["name_prefix"] == "${var.project}-${var.environment}"
-    assert all(_value(call, "name_prefix") == "${local.name_prefix}" for call in _module_calls(hcl, env).values())
+    assert all(_value(call, "name_prefix") == "${local.name_prefix}" for call in _module_calls(hcl).values())
     named = dict(_named_resources(hcl, folder))
     assert named and not {w: n for w, n in named.items() if naming_violation(n, {}, ENV_NAME)}
 
@@ -263,7 +279,7 @@ def literal_secrets(text: str) -> list[str]:
 
 
 def test_terraform_holds_no_literal_secrets():
-    files = [p for p in TERRAFORM.rglob("*") if p.suffix in {".tf", ".tfvars"}]
+    files = [p for p in TERRAFORM.rglob("*") if p.suffix in {".tf", ".tfvars", ".hcl"}]
     assert len(files) > 20
     found = {str(p.relative_to(ROOT)): kinds for p in files if (kinds := literal_secrets(p.read_text()))}
     assert not found
@@ -301,10 +317,12 @@ SKIP_COMMENT = re.compile(r"#\s*checkov:skip=(CKV2?_[A-Z0-9_]+)(?::(.*))?")
 
 
 def test_checkov_finds_no_failures_and_every_skip_is_justified():
-    report = _iac("checkov")
-    assert report["summary"]["parsing_errors"] == 0
+    report = _iac("checkov")  # the root once per environment, with that environment's tfvars
+    assert sorted(report["environments"]) == sorted(ENVS)
+    for env, summary in report["environments"].items():
+        assert summary["parsing_errors"] == 0, env
+        assert summary["passed"] > 0, env
     assert report["summary"]["failed"] == 0, report["failed"]
-    assert report["summary"]["passed"] > 0
 
     source_skips = [
         (path.relative_to(TERRAFORM), match[1], (match[2] or "").strip())

@@ -1,4 +1,4 @@
-"""Data and model drift with real alibi-detect on a tiny trained champion, reports, and the Pipes job."""
+"""Data and model drift with real alibi-detect on a tiny trained champion, reports, and the Pipes task script."""
 
 from __future__ import annotations
 
@@ -12,23 +12,28 @@ import numpy as np
 import pytest
 
 from rayml_assets import sample_stream
-from rayml_assets.lib.monitoring.drift import (
-    AlibiDriftBackend,
-    DataDriftBackend,
+from rayml_assets.lib.common.contract import ChampionRef, LakeSettings, MlflowSettings
+from rayml_assets.lib.monitoring import drift_task as drift_job
+from rayml_assets.lib.monitoring.contract import (
+    DRIFT_BACKENDS,
+    DataDriftStep,
     DriftConfig,
-    DriftInputs,
+    DriftTaskParams,
+    ModelDriftStep,
+    PredictStep,
+)
+from rayml_assets.lib.monitoring.data_drift import DATA_BACKENDS, AlibiDriftBackend, DataDriftBackend, detect_data_drift
+from rayml_assets.lib.monitoring.drift_inputs import DriftInputs, data_reference, reference_correctness
+from rayml_assets.lib.monitoring.inference import EmptyPartitionError, NoChampionError, predict_day, probabilities_matrix
+from rayml_assets.lib.monitoring.model_drift import (
+    MODEL_BACKENDS,
     ModelDriftBackend,
     ScipyModelDriftBackend,
-    data_reference,
-    detect_data_drift,
     detect_model_drift,
-    reference_correctness,
 )
-from rayml_assets.lib.monitoring.inference import EmptyPartitionError, NoChampionError, predict_day, probabilities_matrix
 from rayml_assets.lib.monitoring.production import Feedback, join_feedback_table, read_feedback
 from rayml_assets.lib.monitoring.reports import load_history, write_data_drift_report, write_model_drift_report
-from rayml_assets.lib.monitoring import drift_task as drift_job
-from rayml_assets_tests.support.monitoring_support import champion_extras, saved_model_uri, shared_champion
+from rayml_assets_tests.support.monitoring_support import champion_params, saved_model_uri, shared_champion
 
 PER_DAY = 150
 CLEAN, DUPLICATES, ROTATION, UNKNOWN, CLASS_MIX = 0, 1, 2, 3, 8
@@ -71,6 +76,8 @@ def test_backends_implement_the_protocols():
         DriftConfig(prediction_tests=("mmd",))
     with pytest.raises(ValueError, match="unknown drift backend"):
         DriftConfig(backend="evidently")
+    # The contract's list of backends is what both backend registries implement.
+    assert sorted(DATA_BACKENDS) == sorted(MODEL_BACKENDS) == sorted(DRIFT_BACKENDS)
 
 
 def test_clean_day_passes_and_drifted_days_are_detected(env):
@@ -164,50 +171,56 @@ def test_reports_write_result_plots_and_self_contained_html(env, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def job_extras(env):
-    """Predictions of two days (one of them drifted) and an empty one, written by the job itself."""
+def task_params(env):
+    """Predictions of two days (one of them drifted) and an empty one, written by the task script itself."""
     _, champion = shared_champion()
-    extras = champion_extras(
-        champion,
-        saved_model_uri(),
-        lake_root=str(env["root"] / "lake"),
-        production_root=env["production"],
-        feedback_root=env["feedback"],
-        reports_root=str(env["root"] / "reports"),
-        drift_config={"reference_size": 400, "n_permutations": 50},
-    )
+    drift = DriftConfig(reference_size=400, n_permutations=50)
+    reports = str(env["root"] / "reports")
     dates = [env["dates"][CLEAN], env["dates"][ROTATION], "2026-02-01"]
-    metadata = drift_job.run({**extras, "task": "predictions", "dates": dates}, lambda _: None)
+    params = DriftTaskParams(
+        step=PredictStep(production_root=env["production"]),
+        dates=dates,
+        lake=LakeSettings(root=str(env["root"] / "lake")),
+        **champion_params(champion, saved_model_uri()),
+    )
+    metadata = drift_job.run(params, lambda _: None)
     assert metadata["dagster/row_count"] == 2 * PER_DAY
     assert [d["is_empty"] for d in metadata["per_day"]["raw_value"]] == [False, False, True]
-    return extras, dates
+    steps = {
+        "data_drift": DataDriftStep(reports_root=reports, drift=drift),
+        "model_drift": ModelDriftStep(feedback_root=env["feedback"], reports_root=reports, drift=drift),
+    }
+    return params, steps, dates
 
 
-def test_job_script_runs_the_daily_tasks(job_extras):
-    extras, dates = job_extras
-    data = drift_job.run({**extras, "task": "data_drift", "dates": dates})
+def test_task_script_runs_the_daily_steps(task_params):
+    params, steps, dates = task_params
+    data = drift_job.run(params.model_copy(update={"step": steps["data_drift"]}))
     assert data["drift_days"]["raw_value"] == [dates[1]]
     assert [d["status"] for d in data["per_day"]["raw_value"]] == ["ok", "ok", "no_data"]
-    model = drift_job.run({**extras, "task": "model_drift", "date": dates[1]})
+    model = drift_job.run(params.model_copy(update={"step": steps["model_drift"], "dates": [dates[1]]}))
     assert model["is_drift"] is True and model["n_with_feedback"] == round(PER_DAY * 0.5)
     assert Path(model["html_report"]["raw_value"]).is_file() and model["summary"]["type"] == "md"
 
 
-def test_job_script_under_dagster_pipes(job_extras):
+def test_task_script_under_dagster_pipes(task_params):
     """The real plumbing: a partitioned asset runs the script through PipesSubprocessClient."""
     from dagster import DailyPartitionsDefinition, PipesSubprocessClient, asset, materialize
 
-    extras, dates = job_extras
+    params, steps, dates = task_params
+    # The open backend keeps alibi-detect's 12 s import out of the child; alibi is tested in-process above.
+    scipy = DriftConfig(reference_size=400, n_permutations=50, backend="scipy")
+    step = steps["data_drift"].model_copy(update={"drift": scipy})
+    extras = params.model_copy(update={"step": step}).to_extras()
+    del extras["dates"]  # the script takes the step's partition range
 
     # No annotations: this module's are strings, which Dagster cannot resolve for a local function.
     @asset(partitions_def=DailyPartitionsDefinition(start_date="2026-01-01"), required_resource_keys={"pipes"})
     def data_drift_report(context):
-        # The open backend keeps alibi-detect's 12 s import out of the child; alibi is tested in-process above.
-        config = {**extras["drift_config"], "backend": "scipy"}
         return context.resources.pipes.run(
             command=[sys.executable, "-m", "rayml_assets.lib.monitoring.drift_task"],
             context=context,
-            extras={**extras, "task": "data_drift", "drift_config": config},
+            extras=extras,
         ).get_materialize_result()
 
     result = materialize([data_drift_report], resources={"pipes": PipesSubprocessClient()}, partition_key=dates[1])
@@ -219,21 +232,19 @@ def test_job_script_under_dagster_pipes(job_extras):
     assert "mmd_embeddings" in metadata["summary"].value and metadata["backend"].value == "scipy"
 
 
-def test_job_without_a_champion_fails_clearly(tmp_path):
+def test_task_without_a_champion_fails_clearly(tmp_path):
     from mlflow.tracking import MlflowClient
 
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
-    extras = {
-        "task": "data_drift",
-        "date": "2026-01-01",
-        "model_name": "digits",
-        "model_version": "1",
-        "model_uri": "models:/digits@champion",
-        "tracking_uri": tracking,
-        "registry_uri": tracking,
-    }
+    params = DriftTaskParams(
+        step=DataDriftStep(reports_root=str(tmp_path / "reports")),
+        dates=["2026-01-01"],
+        champion=ChampionRef(model_uri="models:/digits@champion", model_name="digits", model_version="1"),
+        mlflow=MlflowSettings(tracking_uri=tracking, registry_uri=tracking),
+        lake=LakeSettings(root=str(tmp_path / "lake")),
+    )
     with pytest.raises(NoChampionError, match="materialize registered_model first"):
-        drift_job.run(extras)  # no registered model at all
+        drift_job.run(params)  # no registered model at all
     MlflowClient(tracking, tracking).create_registered_model("digits")
     with pytest.raises(NoChampionError, match="alias"):
-        drift_job.run(extras)  # registered, but nothing promoted to champion
+        drift_job.run(params)  # registered, but nothing promoted to champion

@@ -1,4 +1,4 @@
-"""SHAP explanations with real shap on the tiny champion: selection, files, shapes, determinism, job."""
+"""SHAP explanations with real shap on the tiny champion: selection, files, shapes, determinism, task script."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rayml_assets.lib.monitoring.explain import CELL_INCHES, ExplainConfig, explain_champion, select_examples, shap_attributions
+from rayml_assets.lib.monitoring import explain_task as explain_job
+from rayml_assets.lib.monitoring.contract import ExplainConfig, ExplainTaskParams
+from rayml_assets.lib.monitoring.explain import CELL_INCHES, explain_champion, select_examples, shap_attributions
 from rayml_assets.lib.monitoring.inference import decode_images, load_split
 from rayml_assets.lib.monitoring.reports import DPI
-from rayml_assets.lib.monitoring import explain_task as explain_job
-from rayml_assets_tests.support.monitoring_support import champion_extras, saved_model_uri, shared_champion
+from rayml_assets_tests.support.monitoring_support import champion_params, saved_model_uri, shared_champion
 
 CONFIG = ExplainConfig(per_class=1, top_misclassified=3, background_size=16, nsamples=16, cols=5)
 CELL_PX = (round(CELL_INCHES[0] * DPI), round(CELL_INCHES[1] * DPI))
@@ -98,15 +99,14 @@ def test_attributions_are_deterministic_and_leave_the_callers_rng_alone():
     np.testing.assert_array_equal(first, again)
 
 
-def test_explain_job_reports_paths_and_a_summary(tmp_path):
+def test_explain_task_reports_paths_and_a_summary(tmp_path):
     _, champion = shared_champion()
-    extras = champion_extras(
-        champion,
-        saved_model_uri(),
+    params = ExplainTaskParams(
         reports_root=str(tmp_path),
-        explain_config={"per_class": 1, "top_misclassified": 1, "background_size": 8, "nsamples": 8},
+        explain=ExplainConfig(per_class=1, top_misclassified=1, background_size=8, nsamples=8),
+        **champion_params(champion, saved_model_uri()),
     )
-    metadata = explain_job.run(extras, lambda _: None)
+    metadata = explain_job.run(params, lambda _: None)
     grid = Path(metadata["attributions_grid"]["raw_value"])
     assert grid.is_file() and grid.parent == tmp_path / "shap" / champion.model_name / f"v{champion.model_version}"
     assert metadata["summary"]["type"] == "md" and "| 9 |" in metadata["summary"]["raw_value"]

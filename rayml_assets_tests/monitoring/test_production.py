@@ -12,10 +12,11 @@ import torch
 from rayml_assets import sample_stream
 from rayml_assets.lib.common import lake
 from rayml_assets.lib.common.images import encode_png
+from rayml_assets.lib.common.contract import ChampionRef, MlflowSettings
 from rayml_assets.lib.monitoring.inference import (
     Champion,
     NoChampionError,
-    champion_from_extras,
+    load_champion,
     predict_day,
     read_predictions,
     require_champion,
@@ -284,4 +285,5 @@ def test_no_champion_is_a_clear_typed_error():
     ):
         require_champion(None)
     with pytest.raises(NoChampionError):
-        champion_from_extras({"model_uri": "", "model_name": "m"})
+        nothing = ChampionRef(model_uri="", model_name="m", model_version="1")
+        load_champion(nothing, MlflowSettings(tracking_uri="sqlite://"))

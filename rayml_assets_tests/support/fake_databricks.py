@@ -151,7 +151,7 @@ class FakeDatabricks:
             return
         spark_task = task["spark_python_task"]
         script = self.workspace(spark_task["python_file"])
-        # A job cluster starts clean: only what the task itself carries is in the environment.
+        # A task cluster starts clean: only what the task itself carries is in the environment.
         env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
         env.update(task.get("new_cluster", {}).get("spark_env_vars", {}))
         env.update(

@@ -18,7 +18,9 @@ import pyarrow as pa
 import torch
 
 from rayml_assets.lib.common import lake
+from rayml_assets.lib.common.contract import ChampionRef, MlflowSettings
 from rayml_assets.lib.common.images import encode_png, sha256_hex
+from rayml_assets.lib.monitoring.contract import ChampionMetadata
 from rayml_assets.lib.monitoring.inference import Champion, decode_images, load_split
 from rayml_assets.lib.training.models import SmallCNN
 from rayml_assets.sample import training_digits
@@ -109,7 +111,7 @@ def shared_champion(epochs: int = 7) -> tuple[str, Champion]:
 
 @functools.cache
 def saved_model_uri() -> str:
-    """The shared champion saved as an MLflow model folder: what a job script loads by URI."""
+    """The shared champion saved as an MLflow model folder: what a task script loads by URI."""
     import mlflow.pytorch
 
     lake_root, champion = shared_champion()
@@ -119,18 +121,26 @@ def saved_model_uri() -> str:
     return path
 
 
-def champion_extras(champion: Champion, model_uri: str, **more) -> dict:
-    """The champion part of a monitoring job's Pipes extras."""
+def champion_params(champion: Champion, model_uri: str) -> dict:
+    """The champion part of a monitoring task's parameters: the ref, its metadata, where MLflow is.
+
+    The fixture's model is saved without the metadata the platform logs, so the
+    metadata travels in ``champion_metadata``; MLflow points at an unused sqlite
+    store beside the shared lake (nothing is registered).
+    """
+    lake_root, _ = shared_champion()
     return {
-        "model_uri": model_uri,
-        "model_name": champion.model_name,
-        "model_version": champion.model_version,
-        "class_labels": champion.class_labels,
-        "delta_version": champion.delta_version,
-        "cleaned_table_uri": champion.cleaned_table_uri,
-        "image_size": champion.image_size,
-        "channels": champion.channels,
-        **more,
+        "champion": ChampionRef(
+            model_uri=model_uri, model_name=champion.model_name, model_version=champion.model_version
+        ),
+        "champion_metadata": ChampionMetadata(
+            class_labels=champion.class_labels,
+            delta_version=champion.delta_version,
+            cleaned_table_uri=champion.cleaned_table_uri,
+            image_size=champion.image_size,
+            channels=champion.channels,
+        ),
+        "mlflow": MlflowSettings(tracking_uri=f"sqlite:///{lake_root.rsplit('/', 1)[0]}/mlflow.db"),
     }
 
 

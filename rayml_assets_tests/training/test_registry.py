@@ -19,17 +19,19 @@ from torch.utils.data import DataLoader
 
 from rayml_assets.lib.common import lake
 from rayml_assets.lib.training.models import build_model
-from rayml_assets.lib.training.registry import (
+from rayml_assets.lib.common.contract import MlflowSettings
+from rayml_assets.lib.training.delta_stream import DataSpec, DeltaImageStream, discover_labels
+from rayml_assets.lib.training.evaluation import evaluate
+from rayml_assets.lib.training.promotion import (
     CHALLENGER,
     CHAMPION,
     decide_promotion,
     passes_gate,
     promote,
-    register_challenger,
     should_promote,
 )
-from rayml_assets.lib.training.tracking import MlflowSettings, ensure_experiment, load_logged_model, log_model
-from rayml_assets.lib.training.training import DataSpec, DeltaImageStream, discover_labels, evaluate
+from rayml_assets.lib.training.registry import register_challenger
+from rayml_assets.lib.training.tracking import ensure_experiment, load_logged_model, log_model
 from rayml_assets_tests.support.training_fixtures import write_digits_table
 
 MODEL = "digits-classifier"

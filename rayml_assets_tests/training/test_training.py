@@ -8,18 +8,11 @@ import torch
 from deltalake import write_deltalake
 
 from rayml_assets.lib.common import lake
+from rayml_assets.lib.training.augment import random_affine
+from rayml_assets.lib.training.checkpoints import load_checkpoint_model, save_checkpoint
+from rayml_assets.lib.training.delta_stream import DataSpec, DeltaImageStream, discover_labels, shard_sizes
+from rayml_assets.lib.training.evaluation import confusion_metrics, evaluate
 from rayml_assets.lib.training.models import build_model
-from rayml_assets.lib.training.training import (
-    DataSpec,
-    DeltaImageStream,
-    confusion_metrics,
-    discover_labels,
-    evaluate,
-    load_checkpoint_model,
-    random_affine,
-    save_checkpoint,
-    shard_sizes,
-)
 from rayml_assets_tests.support.training_fixtures import EXCLUDED_ONLY_LABEL, digits_table, write_digits_table
 
 

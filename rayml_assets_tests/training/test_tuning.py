@@ -1,8 +1,8 @@
 """Tuning end to end on a real local Ray cluster, real MLflow (sqlite) and a real Delta table.
 
 One Ray cluster serves the whole module. The ASHA run goes through the Pipes
-job script (``jobs/train.py``) with a real Pipes context writing to files,
-so the same run also proves the MLflow layout and the materialization metadata.
+task script (``lib/training/train_task.py``) with a real Pipes context writing to
+files, so the same run also proves the MLflow layout and the materialization metadata.
 """
 
 from __future__ import annotations
@@ -28,16 +28,15 @@ from dagster_pipes import (
 )
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from rayml_assets.lib.training.tracking import TAG_EXPERIMENT, TAG_ROLE, MlflowSettings, load_logged_model, mlflow_uris
-from rayml_assets.lib.training.training import load_checkpoint_model
-from rayml_assets.lib.training.tuning import (
-    PlateauTargetBudgetStopper,
-    TuningConfig,
-    TuningInterrupted,
-    init_ray,
-    run_tuning,
-)
-from rayml_assets.lib.training import train_task as train_job
+from rayml_assets.lib.common.contract import LakeSettings, MlflowSettings
+from rayml_assets.lib.training import train_task
+from rayml_assets.lib.training.checkpoints import load_checkpoint_model
+from rayml_assets.lib.training.contract import TrainTaskParams
+from rayml_assets.lib.training.stopper import PlateauTargetBudgetStopper
+from rayml_assets.lib.training.tracking import TAG_EXPERIMENT, TAG_ROLE, load_logged_model, mlflow_uris
+from rayml_assets.lib.training.tuner import init_ray, run_tuning
+from rayml_assets.lib.training.tuning_config import TuningConfig
+from rayml_assets.lib.training.tuning_result import TuningInterrupted
 from rayml_assets_tests.support.training_fixtures import write_digits_table
 
 IMAGE_SIZE = 16
@@ -81,8 +80,9 @@ def _encode(value: dict) -> str:
     return base64.b64encode(zlib.compress(json.dumps(value).encode())).decode()
 
 
-def run_pipes_job(workdir: Path, extras: dict, tag: str) -> tuple[train_job.TrainJobOutput, list[dict]]:
-    """Run the job's main() inside a real Pipes context; returns its output and the Pipes messages."""
+def run_pipes_task(workdir: Path, params: TrainTaskParams, tag: str) -> tuple[train_task.TrainTaskOutput, list[dict]]:
+    """Run the task script's main() inside a real Pipes context; returns its output and the Pipes messages."""
+    extras = params.to_extras()
     context_path, messages_path = workdir / f"{tag}-context.json", workdir / f"{tag}-messages.jsonl"
     context_path.write_text(
         json.dumps(
@@ -108,12 +108,12 @@ def run_pipes_job(workdir: Path, extras: dict, tag: str) -> tuple[train_job.Trai
     )
     # A fresh context each time: open_dagster_pipes() returns the process-wide one once set.
     with PipesContext(loader, PipesDefaultContextLoader(), PipesDefaultMessageWriter()) as pipes:
-        output = train_job.main(pipes)
+        output = train_task.main(pipes)
     return output, [json.loads(line) for line in messages_path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
-def asha_extras(ray_cluster, digits, workdir, mlflow_settings) -> dict:
+def asha_params(ray_cluster, digits, workdir, mlflow_settings) -> TrainTaskParams:
     config = TuningConfig(
         search_space=SEARCH,
         num_samples=2,
@@ -123,26 +123,22 @@ def asha_extras(ray_cluster, digits, workdir, mlflow_settings) -> dict:
         cpus_per_worker=1,
         scheduler={"type": "asha", "grace_period": 1, "reduction_factor": 2},
     )
-    return {
-        "lake_root": str(workdir / "lake"),
-        "cleaned_version": digits[1],
-        "tuning": config.model_dump(mode="json"),
-        "mlflow_tracking_uri": mlflow_settings.tracking_uri,
-        "mlflow_registry_uri": mlflow_settings.registry_uri,
-        "mlflow_experiment": mlflow_settings.experiment_name,
-        "mlflow_artifact_location": mlflow_settings.artifact_location,
-        "mlflow_ui_url": "http://127.0.0.1:5000",
-        "checkpoint_root": str(workdir / "ray_results"),
-        "reports_dir": str(workdir / "reports"),
-        "dagster_run_id": "run-1",
-        "asset_key": "tuned_model",
-        "git_sha": "abc123",
-    }
+    return TrainTaskParams(
+        lake=LakeSettings(root=str(workdir / "lake")),
+        cleaned_version=digits[1],
+        tuning=config,
+        mlflow=mlflow_settings.model_copy(update={"ui_url": "http://127.0.0.1:5000"}),
+        checkpoint_root=str(workdir / "ray_results"),
+        reports_dir=str(workdir / "reports"),
+        dagster_run_id="run-1",
+        asset_key="tuned_model",
+        git_sha="abc123",
+    )
 
 
 @pytest.fixture(scope="module")
-def asha_job(asha_extras, workdir):
-    return run_pipes_job(workdir, asha_extras, "asha")
+def asha_task(asha_params, workdir):
+    return run_pipes_task(workdir, asha_params, "asha")
 
 
 def _materialization(messages: list[dict]) -> dict:
@@ -150,11 +146,11 @@ def _materialization(messages: list[dict]) -> dict:
     return report["params"]
 
 
-# ---------------------------------------------------------------- ASHA + DDP through the Pipes job
+# ---------------------------------------------------------------- ASHA + DDP through the Pipes task script
 
 
-def test_asha_runs_four_ddp_trials_and_stops_some_early(asha_job):
-    output, _ = asha_job
+def test_asha_runs_four_ddp_trials_and_stops_some_early(asha_task):
+    output, _ = asha_task
     result = output.result
     assert result.num_trials == 4 and result.num_errored == 0
     for trial in result.trials:
@@ -167,8 +163,8 @@ def test_asha_runs_four_ddp_trials_and_stops_some_early(asha_job):
     assert any(t.last_epoch == 2 for t in result.trials)
 
 
-def test_best_checkpoint_is_the_best_trial_and_loads(asha_job, digits):
-    result = asha_job[0].result
+def test_best_checkpoint_is_the_best_trial_and_loads(asha_task, digits):
+    result = asha_task[0].result
     best = max(result.trials, key=lambda t: t.best_checkpoint_metrics["val_accuracy"])
     assert result.best_trial_id == best.trial_id
     assert result.best_params == best.hyperparams and result.best_params["batch_size"] in (8, 16)
@@ -178,8 +174,8 @@ def test_best_checkpoint_is_the_best_trial_and_loads(asha_job, digits):
     assert result.best_val_accuracy == pytest.approx(best.best_checkpoint_metrics["val_accuracy"])
 
 
-def test_pipes_logs_each_trial_and_reports_the_materialization(asha_job):
-    output, messages = asha_job
+def test_pipes_logs_each_trial_and_reports_the_materialization(asha_task):
+    output, messages = asha_task
     logs = [m["params"]["message"] for m in messages if m["method"] == "log"]
     for trial in output.result.trials:
         assert any(f"trial {trial.trial_id} epoch 1" in line for line in logs)
@@ -196,8 +192,8 @@ def test_pipes_logs_each_trial_and_reports_the_materialization(asha_job):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_mlflow_parent_child_runs_dataset_and_model(asha_job, mlflow_settings, digits):
-    output, _ = asha_job
+def test_mlflow_parent_child_runs_dataset_and_model(asha_task, mlflow_settings, digits):
+    output, _ = asha_task
     client = mlflow_settings.client()
     parent = client.get_run(output.parent_run_id)
     assert parent.data.tags["dagster_run_id"] == "run-1" and parent.data.tags["asset_key"] == "tuned_model"
@@ -229,11 +225,11 @@ def test_mlflow_parent_child_runs_dataset_and_model(asha_job, mlflow_settings, d
     assert info.metadata["class_labels"] == meta["class_labels"]
 
 
-def test_rerunning_a_finished_job_restores_it_without_training(asha_job, asha_extras, workdir, mlflow_settings):
-    first, _ = asha_job
+def test_rerunning_a_finished_task_restores_it_without_training(asha_task, asha_params, workdir, mlflow_settings):
+    first, _ = asha_task
     results = sorted(Path(first.result.experiment_path).glob("*/result.json"))
     before = {p: p.read_bytes() for p in results}
-    again, messages = run_pipes_job(workdir, {**asha_extras, "dagster_run_id": "run-2"}, "asha-again")
+    again, messages = run_pipes_task(workdir, asha_params.model_copy(update={"dagster_run_id": "run-2"}), "asha-again")
     assert again.result.restored
     assert {t.trial_id: t.epochs_trained for t in again.result.trials} == {
         t.trial_id: t.epochs_trained for t in first.result.trials
@@ -430,7 +426,7 @@ def test_config_rejects_mistakes(bad):
 
 
 def test_demo_config_is_valid_and_small_enough_for_two_cpus():
-    from rayml_assets.lib.training.tuning import demo_tuning
+    from rayml_assets.lib.training.tuning_config import demo_tuning
 
     demo = demo_tuning()
     assert demo.num_workers * demo.cpus_per_worker + demo.trainer_cpus <= 2

@@ -1,17 +1,18 @@
-"""raw_images → cleaned_images: thin Dagster wrappers over core.ingest and core.cleaning."""
+"""raw_images → cleaned_images: thin Dagster wrappers over lib.dataset.ingest and lib.dataset.cleaning.
 
+The Delta, image and plotting stack is imported inside the asset bodies: it loads in the
+step that needs it, not with the code location (rayml_assets_tests/common/test_layout.py).
+"""
 
-from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResult, MetadataValue, asset
 from typing import Optional
 
+from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from rayml_assets.lib.common import lake
-from rayml_assets.lib.dataset.cleaning import CleaningThresholds, FastdupBackend, clean
-from rayml_assets.lib.dataset.gallery import html_gallery, png_grid
-from rayml_assets.lib.common.images import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
-from rayml_assets.lib.dataset.ingest import IngestPolicy, ingest
-from rayml_assets.lib.dataset.landing import SETTLE_S
+from rayml_assets.lib.common import tables
+from rayml_assets.lib.common.image_limits import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
+from rayml_assets.lib.common.listing import SETTLE_S
+from rayml_assets.lib.dataset.cleaning_backend import CleaningThresholds
 from rayml_assets.defs.common import keys
 from rayml_assets.defs.common.conditions import upstream_data_changed
 from rayml_assets.defs.common.lineage import markdown_table, pinned_version
@@ -47,6 +48,8 @@ def raw_images(
     landing: LandingResource,
     dataset_policy: DatasetPolicy,
 ) -> MaterializeResult:
+    from rayml_assets.lib.dataset.ingest import IngestPolicy, ingest
+
     landing_uri = config.landing_uri or landing.images_uri
     policy = IngestPolicy(
         allowed_formats=tuple(f.upper() for f in config.allowed_formats),
@@ -55,7 +58,7 @@ def raw_images(
         check_every_file=config.check_every_file,
         **({"workers": config.workers} if config.workers else {}),
     )
-    context.log.info(f"ingesting {landing_uri} into {lake_store.uri(lake.RAW_IMAGES)} with {policy.workers} workers")
+    context.log.info(f"ingesting {landing_uri} into {lake_store.uri(tables.RAW_IMAGES)} with {policy.workers} workers")
     result = ingest(landing_uri, lake_store.lake_root, policy, batch_id=context.run_id[:12])
     context.log.info(
         f"{result.files_seen} files: {result.rows_added} new images, {result.already_present} already present, "
@@ -64,8 +67,8 @@ def raw_images(
     return MaterializeResult(
         metadata={
             "delta_version": result.delta_version,
-            "table_uri": MetadataValue.path(lake_store.uri(lake.RAW_IMAGES)),
-            "quarantine_uri": MetadataValue.path(lake_store.uri(lake.QUARANTINE)),
+            "table_uri": MetadataValue.path(lake_store.uri(tables.RAW_IMAGES)),
+            "quarantine_uri": MetadataValue.path(lake_store.uri(tables.QUARANTINE)),
             "landing_uri": MetadataValue.path(landing_uri),
             "batch_id": result.batch_id,
             "files_seen": result.files_seen,
@@ -119,12 +122,16 @@ def cleaned_images(
     workspace: WorkspaceResource,
     dataset_policy: DatasetPolicy,
 ) -> MaterializeResult:
+    from rayml_assets.lib.dataset.cleaning import clean
+    from rayml_assets.lib.dataset.cleaning_backend import FastdupBackend
+    from rayml_assets.lib.dataset.gallery import html_gallery, png_grid
+
     raw_version = pinned_version(context, raw_images.key)
     context.log.info(f"cleaning raw_images@v{raw_version} with fastdup")
     result = clean(
-        lake_store.uri(lake.RAW_IMAGES),
+        lake_store.uri(tables.RAW_IMAGES),
         raw_version,
-        lake_store.uri(lake.CLEANED_IMAGES),
+        lake_store.uri(tables.CLEANED_IMAGES),
         workspace.scratch("fastdup", f"raw-v{raw_version}"),
         FastdupBackend(num_threads=config.fastdup_threads),
         config.thresholds(),
@@ -142,7 +149,7 @@ def cleaned_images(
         "delta_version": result.delta_version,
         "raw_version": raw_version,
         "delta_tag": f"cleaned-from-raw-v{raw_version}",
-        "table_uri": MetadataValue.path(lake_store.uri(lake.CLEANED_IMAGES)),
+        "table_uri": MetadataValue.path(lake_store.uri(tables.CLEANED_IMAGES)),
         "dagster/row_count": result.total,
         "kept": result.kept,
         "excluded": excluded,

@@ -1,13 +1,14 @@
-"""Data-quality gates on the dataset. The excluded-share check blocks training on a broken cleaning run."""
+"""Data-quality gates on the dataset. The excluded-share check blocks training on a broken cleaning run.
 
+They read the tables, so each runs as its own check step; what they read is
+``lib.dataset.table_checks``, imported in the step (the Delta stack stays out of the code location).
+"""
 
 from collections import Counter
 
-import pyarrow.compute as pc
-from deltalake.exceptions import DeltaError
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, MetadataValue, asset_check
 
-from rayml_assets.lib.common import lake
+from rayml_assets.lib.common import tables
 from rayml_assets.defs.dataset.assets import cleaned_images, raw_images
 from rayml_assets.defs.common.lineage import markdown_table, pinned_version
 from rayml_assets.resources.storage import DatasetPolicy, LakeResource
@@ -16,27 +17,31 @@ from rayml_assets.resources.storage import DatasetPolicy, LakeResource
 SPLIT_HISTORY_VERSIONS = 50
 
 
+def _table_checks():
+    from rayml_assets.lib.dataset import table_checks
+
+    return table_checks
+
+
 def _duplicate_ids(uri: str, version: int) -> int:
-    ids = lake.read_at(uri, version, ["image_id"]).column("image_id")
-    return len(ids) - pc.count_distinct(ids).as_py()
+    return _table_checks().duplicate_ids(uri, version)
 
 
 @asset_check(asset=raw_images, description="image_id (sha256 of the bytes) is unique")
 def raw_images_unique_ids(context: AssetCheckExecutionContext, lake_store: LakeResource) -> AssetCheckResult:
-    duplicates = _duplicate_ids(lake_store.uri(lake.RAW_IMAGES), pinned_version(context, raw_images.key))
+    duplicates = _duplicate_ids(lake_store.uri(tables.RAW_IMAGES), pinned_version(context, raw_images.key))
     return AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_ids": duplicates})
 
 
 @asset_check(asset=cleaned_images, description="image_id is unique in the cleaned version")
 def cleaned_images_unique_ids(context: AssetCheckExecutionContext, lake_store: LakeResource) -> AssetCheckResult:
-    duplicates = _duplicate_ids(lake_store.uri(lake.CLEANED_IMAGES), pinned_version(context, cleaned_images.key))
+    duplicates = _duplicate_ids(lake_store.uri(tables.CLEANED_IMAGES), pinned_version(context, cleaned_images.key))
     return AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_ids": duplicates})
 
 
 def _kept(lake_store: LakeResource, context) -> tuple[int, list[dict]]:
     version = pinned_version(context, cleaned_images.key)
-    rows = lake.read_at(lake_store.uri(lake.CLEANED_IMAGES), version, ["image_id", "label", "split", "excluded"]).to_pylist()
-    return version, rows
+    return version, _table_checks().cleaned_rows(lake_store.uri(tables.CLEANED_IMAGES), version)
 
 
 @asset_check(asset=cleaned_images, description="Every label is in the configured taxonomy")
@@ -113,20 +118,11 @@ def excluded_share_within_limit(
 
 @asset_check(asset=cleaned_images, description="No image is in train in one version and in val/test in another")
 def no_split_migration(context: AssetCheckExecutionContext, lake_store: LakeResource) -> AssetCheckResult:
-    uri = lake_store.uri(lake.CLEANED_IMAGES)
     version = pinned_version(context, cleaned_images.key)
-    first_seen: dict[str, tuple[str, int]] = {}
-    migrated: list[dict] = []
-    for v in range(max(0, version - SPLIT_HISTORY_VERSIONS), version + 1):
-        try:
-            table = lake.read_at(uri, v, ["image_id", "split"])
-        except (DeltaError, lake.TableMissing):  # versions removed by VACUUM can no longer be read
-            continue
-        for image_id, split in zip(table.column("image_id").to_pylist(), table.column("split").to_pylist()):
-            seen = first_seen.setdefault(image_id, (split, v))
-            if seen[0] != split and len(migrated) < 20:
-                migrated.append({"image_id": image_id, "from": f"{seen[0]}@v{seen[1]}", "to": f"{split}@v{v}"})
+    compared, migrated = _table_checks().split_migrations(
+        lake_store.uri(tables.CLEANED_IMAGES), version, SPLIT_HISTORY_VERSIONS
+    )
     return AssetCheckResult(
         passed=not migrated,
-        metadata={"versions_compared": version + 1 - max(0, version - SPLIT_HISTORY_VERSIONS), "migrations": MetadataValue.json(migrated)},
+        metadata={"versions_compared": compared, "migrations": MetadataValue.json(migrated)},
     )

@@ -1,11 +1,18 @@
-"""cleaned_images → tuned_model → registered_model → champion_model (thin; logic in core.tuning/registry)."""
+"""cleaned_images → tuned_model → registered_model → champion_model (thin; the logic is in lib/training).
+
+Only light modules load here (the code location imports this one): the tuning config
+and task contract (pydantic), the promotion rules. Ray and torch run in the train
+task script; the registry (MLflow, torch) is imported inside ``registered_model``'s step.
+"""
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional
 
 import yaml
 from dagster import (
+    AssetCheckResult,
     AssetExecutionContext,
     Config,
     DataVersion,
@@ -16,12 +23,14 @@ from dagster import (
 )
 from pydantic import Field
 
-from rayml_assets.lib.training.registry import PromotionDecision, promote, register_challenger
-from rayml_assets.lib.training.tuning import CONFIGS_DIR, TuningConfig
-from rayml_assets.defs.dataset.assets import cleaned_images
 from rayml_assets.defs.common import keys
 from rayml_assets.defs.common.conditions import upstream_data_changed
 from rayml_assets.defs.common.lineage import markdown_table, pinned_version, upstream_metadata
+from rayml_assets.defs.dataset.assets import cleaned_images
+from rayml_assets.defs.training.checks import CHALLENGER_MEETS_MIN_ACCURACY, NO_FAILED_TRIALS, check_results
+from rayml_assets.lib.training.contract import TrainTaskParams
+from rayml_assets.lib.training.promotion import PromotionDecision, promote
+from rayml_assets.lib.training.tuning_config import CONFIGS_DIR, TuningConfig
 from rayml_assets.resources.compute import ComputeResource
 from rayml_assets.resources.mlflow import MlflowResource
 from rayml_assets.resources.ray import RayResource
@@ -68,6 +77,7 @@ class TunedModelConfig(Config):
     deps=[cleaned_images],
     group_name=TRAINING_GROUP,
     kinds={"ray", "pytorch", "mlflow"},
+    check_specs=[NO_FAILED_TRIALS],
     description="AutoML with Ray Tune over Ray Train DDP trials on the pinned cleaned_images version; "
     "an MLflow parent run with one child run per trial and the best model.",
 )
@@ -79,32 +89,29 @@ def tuned_model(
     workspace: WorkspaceResource,
     mlflow_store: MlflowResource,
     ray_cluster: RayResource,
-) -> MaterializeResult:
+) -> Iterator[MaterializeResult | AssetCheckResult]:
     version = pinned_version(context, cleaned_images.key)
     try:
         tuning = config.tuning()
     except ValueError as exc:
         raise Failure(description=f"invalid tuning config: {exc}") from exc
-    settings = mlflow_store.settings()
-    extras = {
-        "lake_root": lake_store.lake_root,
-        "cleaned_version": version,
-        "tuning": tuning.model_dump(mode="json"),
-        "mlflow_tracking_uri": settings.tracking_uri,
-        "mlflow_registry_uri": settings.registry_uri,
-        "mlflow_experiment": settings.experiment_name,
-        "mlflow_artifact_location": settings.artifact_location,
-        "mlflow_ui_url": settings.ui_url,
-        **ray_cluster.job_extras(),
-        "checkpoint_root": workspace.checkpoint_root,
-        "reports_dir": str(workspace.report_dir()),
-        "experiment_name": config.experiment_name,
-        "dagster_run_id": context.run_id,
-        "asset_key": context.asset_key.to_user_string(),
-        "git_sha": git_sha(),
-    }
+    params = TrainTaskParams(
+        lake=lake_store.settings(),
+        cleaned_version=version,
+        tuning=tuning,
+        mlflow=mlflow_store.settings(),
+        ray=ray_cluster.settings(),
+        checkpoint_root=workspace.checkpoint_root,
+        reports_dir=str(workspace.report_dir()),
+        experiment_name=config.experiment_name,
+        dagster_run_id=context.run_id,
+        asset_key=context.asset_key.to_user_string(),
+        git_sha=git_sha(),
+    )
     context.log.info(f"tuning on cleaned_images@v{version}: {tuning.num_trials()} trials, scheduler {tuning.scheduler.type}")
-    return compute.run(context, task="train", extras=extras).get_materialize_result()
+    result = compute.run(context, task="train", extras=params.to_extras()).get_materialize_result()
+    yield result
+    yield from check_results(context, result.metadata or {})
 
 
 class RegisteredModelConfig(Config):
@@ -118,12 +125,15 @@ class RegisteredModelConfig(Config):
     deps=[tuned_model],
     group_name=TRAINING_GROUP,
     kinds={"mlflow"},
+    check_specs=[CHALLENGER_MEETS_MIN_ACCURACY],
     description="The best tuned model registered in the MLflow registry, evaluated on the test split of its own "
     "Delta version, with the alias 'challenger' and a promotion decision against the champion.",
 )
 def registered_model(
     context: AssetExecutionContext, config: RegisteredModelConfig, workspace: WorkspaceResource, mlflow_store: MlflowResource
 ) -> MaterializeResult:
+    from rayml_assets.lib.training.registry import register_challenger  # MLflow and torch: in this step only
+
     tuned = upstream_metadata(context, tuned_model.key)
     report = register_challenger(
         mlflow_store.settings(),
@@ -147,27 +157,29 @@ def registered_model(
         label: f"{challenger.per_class_precision[label]:.3f} / {challenger.per_class_recall[label]:.3f}"
         for label in challenger.class_labels
     }
+    metadata = {
+        "model_name": report.model_name,
+        "model_version": report.version,
+        "model_uri": report.model_uri,
+        "version_created": report.created,
+        "source_run_id": report.source_run_id,
+        "delta_version": report.delta_version,
+        "cleaned_table_uri": report.table_uri,
+        "test_accuracy": report.challenger.accuracy,
+        "test_images": report.challenger.n,
+        "precision_recall_per_class": markdown_table(per_class, "label", "precision / recall"),
+        "confusion_matrix": MetadataValue.path(report.confusion_png),
+        "champion_version": report.champion_version or "none",
+        "champion_test_accuracy": report.champion.accuracy if report.champion else -1.0,
+        "promotion_margin": decision.margin,
+        "min_accuracy": decision.min_accuracy,
+        "should_promote": decision.promote,
+        "decision": decision.reason,
+    }
     return MaterializeResult(
-        metadata={
-            "model_name": report.model_name,
-            "model_version": report.version,
-            "model_uri": report.model_uri,
-            "version_created": report.created,
-            "source_run_id": report.source_run_id,
-            "delta_version": report.delta_version,
-            "cleaned_table_uri": report.table_uri,
-            "test_accuracy": report.challenger.accuracy,
-            "test_images": report.challenger.n,
-            "precision_recall_per_class": markdown_table(per_class, "label", "precision / recall"),
-            "confusion_matrix": MetadataValue.path(report.confusion_png),
-            "champion_version": report.champion_version or "none",
-            "champion_test_accuracy": report.champion.accuracy if report.champion else -1.0,
-            "promotion_margin": decision.margin,
-            "min_accuracy": decision.min_accuracy,
-            "should_promote": decision.promote,
-            "decision": decision.reason,
-        },
+        metadata=metadata,
         data_version=DataVersion(f"{report.model_name}/{report.version}"),
+        check_results=check_results(context, metadata),
     )
 
 

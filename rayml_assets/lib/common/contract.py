@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rayml_assets.lib.common.tables import table_uri
+
 if TYPE_CHECKING:  # mlflow loads only where a client is made
     from mlflow.tracking import MlflowClient
 
@@ -66,6 +68,18 @@ class MlflowSettings(Contract):
 
     def run_url(self, experiment_id: str, run_id: str) -> str | None:
         return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if self.ui_url else None
+
+
+class LakeSettings(Contract):
+    """Where the Delta tables are. ``storage_options`` are delta-rs options without secrets
+    (credentials come from the environment or a managed identity; ``compute.check_no_secrets``
+    refuses a secret-named key before anything is sent)."""
+
+    root: str
+    storage_options: dict[str, str] | None = None
+
+    def table_uri(self, table: str) -> str:
+        return table_uri(self.root, table)
 
 
 class RaySettings(Contract):

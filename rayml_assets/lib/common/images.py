@@ -11,8 +11,7 @@ from enum import Enum
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-DEFAULT_ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
-DEFAULT_MAX_PIXELS = 25_000_000
+from rayml_assets.lib.common.image_limits import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
 
 # Leading bytes of the formats Pillow can decode here: a file that starts like an
 # image but fails to decode is corrupt; anything else is not an image at all.

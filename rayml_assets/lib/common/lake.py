@@ -11,11 +11,14 @@ import pyarrow.dataset as pads
 from deltalake import ColumnProperties, CommitProperties, DeltaTable, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-RAW_IMAGES = "raw_images"
-QUARANTINE = "quarantine"
-CLEANED_IMAGES = "cleaned_images"
-PREDICTIONS = "predictions"
-LANDING_INDEX = "landing_index"
+from rayml_assets.lib.common.tables import (  # noqa: F401 - the table names are part of lake's API
+    CLEANED_IMAGES,
+    LANDING_INDEX,
+    PREDICTIONS,
+    QUARANTINE,
+    RAW_IMAGES,
+    table_uri,
+)
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -91,10 +94,6 @@ T = TypeVar("T")
 
 class TableMissing(LookupError):
     """The Delta table has not been written yet."""
-
-
-def table_uri(lake_root: str, name: str) -> str:
-    return f"{lake_root.rstrip('/')}/{name}"
 
 
 def open_table(uri: str, version: int | None = None, storage_options: dict | None = None) -> DeltaTable:

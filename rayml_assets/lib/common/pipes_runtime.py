@@ -1,9 +1,9 @@
-"""The one entry helper every job script uses instead of a bare ``open_dagster_pipes()``.
+"""The one entry helper every task script uses instead of a bare ``open_dagster_pipes()``.
 
-    from rayml_assets.lib.common.pipes_runtime import job_runtime
+    from rayml_assets.lib.common.pipes_runtime import task_runtime
 
     def main() -> None:
-        with job_runtime() as (pipes, ray_address):
+        with task_runtime() as (pipes, ray_address):
             ...  # ray.init(address=ray_address) or a local Ray when it is None
             pipes.report_asset_materialization(metadata={...})
 
@@ -11,22 +11,23 @@
         main()
 
 It picks the Pipes I/O that matches how the script was launched (see
-``rayml_assets.resources.compute``):
+``rayml_assets.resources.compute`` and ``rayml_assets.resources.databricks_compute``):
 
 - locally (``PipesSubprocessClient``): the default env-var params, temp-file context and
-  messages; ``ray_address`` is the ``ray_address`` extra (None: start a local Ray);
-- on a Databricks job cluster (``PipesDatabricksClient``, ``DATABRICKS_RUNTIME_VERSION``
+  messages; ``ray_address`` is ``extras["ray"]["address"]`` (None: start a local Ray);
+- on a Databricks task cluster (``PipesDatabricksClient``, ``DATABRICKS_RUNTIME_VERSION``
   set): DBFS context and messages, and a Ray cluster started over the Spark workers with
   ``ray.util.spark.setup_ray_cluster`` sized by the ``ray_on_spark`` extra, shut down at
   the end; ``ray_address`` is that cluster;
 - on Databricks serverless (``PipesDatabricksServerlessClient``, which passes the Pipes
   bootstrap as CLI arguments): Unity Catalog volume context and messages; serverless has
-  no Spark cluster to host Ray, so ``ray_address`` is the ``ray_address`` extra.
+  no Spark cluster to host Ray, so ``ray_address`` is ``extras["ray"]["address"]``.
 
-The runtime's own extras (``rayml_env``, ``ray_on_spark``) are removed from
-``pipes.extras`` once used, and ``pipes.extras["ray_address"]`` is set to the Ray on
-Spark address when there is one, so a script may validate ``pipes.extras`` with a
-strict model that declares ``ray_address``.
+The runtime's own extras (``rayml_env``, ``ray_on_spark``: the keys of
+``lib.common.contract``) are removed from ``pipes.extras`` once used, and the Ray on
+Spark address is written to ``pipes.extras["ray"]["address"]`` when there is one, so a
+script validates ``pipes.extras`` with its strict contract, whose ``ray`` field is a
+:class:`~rayml_assets.lib.common.contract.RaySettings`.
 
 An exception in the body is reported to Dagster through Pipes (the asset fails with the
 script's message and traceback) and re-raised, so the process exits non-zero.
@@ -49,12 +50,28 @@ from dagster_pipes import (
     open_dagster_pipes,
 )
 
+from rayml_assets.lib.common.contract import ENV_KEY, RAY_KEY, RAY_ON_SPARK_KEY
 from rayml_assets.telemetry import disable_telemetry
 
+# ENV_KEY: non-secret env vars sent as extras (serverless tasks take no env vars of their own).
+# RAY_KEY: the task's Ray settings (RaySettings); only its ``address`` is filled in here.
+ADDRESS = "address"
+# The former top-level Ray address key: nothing sets it any more. Kept only while
+# lib.common.task_entry.RUNTIME_KEYS still lists it; drop it with that last importer.
 RAY_ADDRESS_KEY = "ray_address"
-RAY_ON_SPARK_KEY = "ray_on_spark"
-# Non-secret env vars sent as extras: serverless tasks take no env vars of their own.
-ENV_KEY = "rayml_env"
+
+
+def ray_address(extras: Mapping[str, Any]) -> str | None:
+    """``extras["ray"]["address"]``; None (start a local Ray) when either is absent."""
+    return (extras.get(RAY_KEY) or {}).get(ADDRESS)
+
+
+def ray_with_address(extras: Mapping[str, Any], address: str | None, *, override: bool) -> dict[str, Any]:
+    """A copy of ``extras["ray"]`` holding ``address``: always with ``override``, else only where none is set."""
+    ray = dict(extras.get(RAY_KEY) or {})
+    if override or ADDRESS not in ray:
+        ray[ADDRESS] = address
+    return ray
 
 
 def on_databricks() -> bool:
@@ -99,7 +116,7 @@ def ray_on_spark(spec: Mapping[str, Any]) -> Iterator[str]:
 
 
 def _ship_logs(pipes) -> None:
-    """Send this job's logs to Azure Monitor when its profile configures it (no-op locally)."""
+    """Send this task's logs to Azure Monitor when its profile configures it (no-op locally)."""
     from rayml_assets.observability.azure_monitor import attach_to_root_logger
     from rayml_assets.settings import load_profile
 
@@ -108,7 +125,7 @@ def _ship_logs(pipes) -> None:
 
 
 @contextmanager
-def job_runtime() -> Iterator[tuple[PipesContext, str | None]]:
+def task_runtime() -> Iterator[tuple[PipesContext, str | None]]:
     """Open Pipes for this launch and yield ``(pipes, ray_address)``."""
     disable_telemetry()
     io = pipes_io()
@@ -118,7 +135,7 @@ def job_runtime() -> Iterator[tuple[PipesContext, str | None]]:
         # Outside Dagster open_dagster_pipes returns a mock; treat it as "no extras".
         extras = pipes.extras if isinstance(pipes, PipesContext) else {}
         # The runtime's own keys are consumed here (the extras dict is the parsed context),
-        # so a script's strict extras model sees its parameters and the ray_address only.
+        # so a script's strict contract sees its own parameters (Ray settings included) only.
         for key, value in (extras.pop(ENV_KEY, None) or {}).items():
             os.environ.setdefault(key, value)
         _ship_logs(pipes)
@@ -126,7 +143,7 @@ def job_runtime() -> Iterator[tuple[PipesContext, str | None]]:
         if on_databricks() and spec:
             with ray_on_spark(spec) as address:
                 pipes.log.info(f"Ray on Spark started at {address}")
-                extras[RAY_ADDRESS_KEY] = address
+                extras[RAY_KEY] = ray_with_address(extras, address, override=True)
                 yield pipes, address
         else:
-            yield pipes, extras.get(RAY_ADDRESS_KEY)
+            yield pipes, ray_address(extras)

@@ -1,10 +1,11 @@
-"""What every monitoring job script shares: Pipes plumbing, partition dates, metadata values.
+"""What every monitoring task script shares: typed Pipes parameters, partition dates, metadata values.
 
-A job's logic is a function ``run(extras, log) -> metadata``. Under Dagster
-(``PipesSubprocessClient`` or ``PipesDatabricksClient``) the extras come from
-``pipes.extras`` and the metadata goes back through
-``report_asset_materialization``. By hand, ``--extras FILE.json`` runs the same
-function and prints the metadata as JSON.
+A task script's logic is a function ``run(params, log) -> metadata`` whose
+``params`` is the script's contract model (``lib/<domain>/contract.py``). Under
+Dagster (``PipesSubprocessClient`` or ``PipesDatabricksClient``) the model is
+validated from ``pipes.extras`` and the metadata goes back through
+``report_asset_materialization``. By hand, ``--extras FILE.json`` validates the
+same model from the file, runs the same function and prints the metadata as JSON.
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ import logging
 import sys
 from collections.abc import Callable, Mapping
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from rayml_assets.lib.common.contract import RAY_KEY, Contract
+from rayml_assets.lib.common.pipes_runtime import RAY_ADDRESS_KEY
 from rayml_assets.lib.monitoring.production import partition_key
 
+P = TypeVar("P", bound=Contract)
 Log = Callable[[str], None]
-JobFn = Callable[[dict, Log], dict]
+TaskFn = Callable[[P, Log], dict]
+# Added to every task's extras by the compute resource (where Ray is): a task whose
+# contract does not use Ray does not declare them, and they are dropped before validation.
+RUNTIME_KEYS = (RAY_ADDRESS_KEY, RAY_KEY)
 
 
 def typed(value: Any, kind: str) -> dict:
@@ -40,17 +47,13 @@ def date_range(start: str, end: str) -> list[str]:
     return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
-def dates_from(extras: Mapping) -> list[str]:
-    """Days to process: ``extras['dates']``, else ``extras['date']`` (under Pipes, else the partition range)."""
-    if extras.get("dates"):
-        return [partition_key(d) for d in extras["dates"]]
-    if extras.get("date"):
-        return [partition_key(extras["date"])]
-    raise ValueError("no date: pass extras 'date' or 'dates', or run as a partitioned asset")
+def task_extras(extras: Mapping[str, Any], model: type[Contract]) -> dict[str, Any]:
+    """``extras`` without the runtime keys ``model`` does not declare."""
+    return {k: v for k, v in extras.items() if k in model.model_fields or k not in RUNTIME_KEYS}
 
 
 def _cli_extras(argv: list[str]) -> dict | None:
-    parser = argparse.ArgumentParser(description="run a monitoring job outside Dagster")
+    parser = argparse.ArgumentParser(description="run a monitoring task script outside Dagster")
     parser.add_argument("--extras", help="JSON file with the extras a Dagster asset would pass")
     args = parser.parse_args(argv)
     if not args.extras:
@@ -59,20 +62,22 @@ def _cli_extras(argv: list[str]) -> dict | None:
         return json.load(handle)
 
 
-def main(job: JobFn, argv: list[str] | None = None) -> None:
-    """Entry point of a job script: by hand with ``--extras``, otherwise as a Pipes process."""
+def main(task: TaskFn[P], model: type[P], argv: list[str] | None = None) -> None:
+    """Entry point of a task script: by hand with ``--extras``, otherwise as a Pipes process."""
     extras = _cli_extras(sys.argv[1:] if argv is None else argv)
     if extras is not None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-        print(json.dumps(job(extras, logging.getLogger("rayml_assets.jobs").info), indent=2, default=str))
+        params = model.from_extras(task_extras(extras, model))
+        print(json.dumps(task(params, logging.getLogger("rayml_assets.tasks").info), indent=2, default=str))
         return
 
-    from rayml_assets.lib.common.pipes_runtime import job_runtime
+    from rayml_assets.lib.common.pipes_runtime import task_runtime
 
-    with job_runtime() as (pipes, _ray_address):
-        extras = dict(pipes.extras)
-        if not extras.get("date") and not extras.get("dates") and pipes.is_partition_step:
+    with task_runtime() as (pipes, _ray_address):
+        extras = task_extras(pipes.extras, model)
+        if "dates" in model.model_fields and not extras.get("dates") and pipes.is_partition_step:
             # A backfill with a single-run policy hands over a range: one run, several days.
             extras["dates"] = date_range(pipes.partition_key_range["start"], pipes.partition_key_range["end"])
-        metadata = job(extras, pipes.log.info)
-        pipes.report_asset_materialization(metadata=metadata, asset_key=extras.get("asset_key"))
+        params = model.from_extras(extras)
+        metadata = task(params, pipes.log.info)
+        pipes.report_asset_materialization(metadata=metadata, asset_key=getattr(params, "asset_key", None))

@@ -1,13 +1,12 @@
 """Listing a landing location: a ``<label>/<file>`` folder or a ``uri,label`` manifest CSV.
 
-Everything goes through fsspec, so ``file://``, plain paths and cloud URIs
-(``abfss://``, ``s3://`` once credentials are configured) are read the same way.
+Filesystems, stamps, hidden names and root checks come from ``lib.common.listing``;
+this module adds the landing semantics: labels from folders, manifests, digests.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import io
 import os
@@ -17,11 +16,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import fsspec
-from fsspec.implementations.local import LocalFileSystem
 
 from rayml_assets.lib.common.images import RejectReason
-
-MANIFEST_SUFFIX = ".csv"
+from rayml_assets.lib.common.listing import (
+    MANIFEST_SUFFIX,
+    SETTLE_S,
+    file_uri,
+    filesystem,
+    inside,
+    is_local,
+    modified_stamp,
+    visible_path,
+)
 
 
 class LandingError(ValueError):
@@ -44,46 +50,6 @@ class LandedFile:
     def fingerprint(self) -> str:
         """Cheap identity of this file's state (rsync's quick check): path, size and mtime."""
         return f"{self.source_uri}|{self.size}|{self.modified}"
-
-
-def _fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, root = fsspec.core.url_to_fs(uri)
-    return fs, root.rstrip("/")
-
-
-@functools.lru_cache(maxsize=4096)
-def _real_dir(path: str) -> str:
-    return os.path.realpath(path)
-
-
-def _real(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    # Only a local filesystem has symlinks that can point outside the landing root.
-    # Folders are resolved once each; a file costs one lstat unless it is a link.
-    if not isinstance(fs, LocalFileSystem):
-        return posixpath.normpath(path)
-    if os.path.islink(path):
-        return os.path.realpath(path)
-    return posixpath.join(_real_dir(posixpath.dirname(path)), posixpath.basename(path))
-
-
-def _inside(fs: fsspec.AbstractFileSystem, root: str, path: str) -> bool:
-    real_root, real_path = _real_dir(root) if isinstance(fs, LocalFileSystem) else root, _real(fs, path)
-    return real_path == real_root or real_path.startswith(real_root.rstrip("/") + "/")
-
-
-def _modified(info: dict) -> str:
-    stamp = info.get("mtime") or info.get("last_modified") or info.get("LastModified") or info.get("created") or ""
-    return str(stamp)
-
-
-def _uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    return fs.unstrip_protocol(path)
-
-
-# A folder's mtime is trusted only once it is this old: mtimes come from a coarse
-# clock (and some stores keep whole seconds), so a change in the same tick as the
-# last one may leave the stamp where it was.
-SETTLE_S = 2.0
 
 
 def _walk_local(root: str) -> dict[str, tuple[int, list[tuple[str, bool]]]]:
@@ -159,7 +125,7 @@ class FolderListing:
 
     @property
     def local(self) -> bool:
-        return isinstance(self.fs, LocalFileSystem)
+        return is_local(self.fs)
 
     @property
     def stamps(self) -> dict[str, tuple[int | None, str, bool]]:
@@ -194,13 +160,13 @@ class FolderListing:
             rel = path[skip:]
             if after is not None and rel <= after:
                 continue
-            if rel.startswith(".") or "/." in rel:
+            if not visible_path(rel):
                 continue  # hidden files (editor swap files, .DS_Store) are not data
             size, modified, via_link = stamps[path]
             label, in_folder, _ = rel.partition("/")
-            uri = f"file://{path}" if self.local else _uri(self.fs, path)
+            uri = file_uri(self.fs, path)
             # A local file reached without any symlink is inside the root by construction.
-            if via_link and not _inside(self.fs, self.root, path):
+            if via_link and not inside(self.fs, self.root, path):
                 found.append(LandedFile(uri, label, "", RejectReason.PATH_ESCAPES_ROOT, "resolves outside the landing root", size, modified))
             elif not in_folder:
                 found.append(LandedFile(uri, "", "", RejectReason.UNKNOWN_LABEL, "file is not inside a <label>/ folder", size, modified))
@@ -212,14 +178,14 @@ class FolderListing:
 
 
 def scan_folder(uri: str) -> FolderListing:
-    fs, root = _fs(uri)
+    fs, root = filesystem(uri)
     if not fs.isdir(root):
         raise LandingError(f"landing folder {uri!r} does not exist or is not a folder")
-    if isinstance(fs, LocalFileSystem):
+    if is_local(fs):
         started_ns = time.time_ns()
         return FolderListing(fs, root, folders=_walk_local(root), started_ns=started_ns)
     found = fs.find(root, withdirs=False, detail=True)
-    return FolderListing(fs, root, stamps={path: (info.get("size"), _modified(info), True) for path, info in found.items()})
+    return FolderListing(fs, root, stamps={path: (info.get("size"), modified_stamp(info), True) for path, info in found.items()})
 
 
 def list_folder(uri: str, limit: int | None = None, after: str | None = None) -> list[LandedFile]:
@@ -229,7 +195,7 @@ def list_folder(uri: str, limit: int | None = None, after: str | None = None) ->
 def read_manifest(uri: str) -> list[LandedFile]:
     """Rows of a ``uri,label`` CSV. Relative URIs resolve against the manifest's folder,
     and every URI must stay inside that folder."""
-    fs, manifest_path = _fs(uri)
+    fs, manifest_path = filesystem(uri)
     if not fs.isfile(manifest_path):
         raise LandingError(f"manifest {uri!r} does not exist")
     root = posixpath.dirname(manifest_path)
@@ -243,12 +209,12 @@ def read_manifest(uri: str) -> list[LandedFile]:
         if not ref:
             raise LandingError(f"manifest {uri!r} line {line_no}: empty uri")
         if "://" in ref:
-            ref_fs, path = _fs(ref)
+            ref_fs, path = filesystem(ref)
             same_fs = type(ref_fs) is type(fs)
         else:
             path, same_fs = posixpath.normpath(posixpath.join(root, ref)), True
-        source = _uri(fs, path) if same_fs else ref
-        if not same_fs or not _inside(fs, root, path):
+        source = file_uri(fs, path) if same_fs else ref
+        if not same_fs or not inside(fs, root, path):
             found.append(LandedFile(source, label, "", RejectReason.PATH_ESCAPES_ROOT, f"{ref!r} is outside {root!r}"))
         else:
             found.append(LandedFile(source, label, path))
@@ -260,7 +226,6 @@ def list_landing(uri: str, limit: int | None = None, after: str | None = None) -
     if uri.endswith(MANIFEST_SUFFIX):
         return read_manifest(uri)[:limit] if limit else read_manifest(uri)
     return list_folder(uri, limit=limit, after=after)
-
 
 
 def read_bytes(uri: str) -> bytes:

@@ -1,74 +1,42 @@
-"""Pipes job script of the daily monitoring assets: ``predictions``, ``data_drift_report``, ``model_drift_report``.
+"""Pipes task script of the daily monitoring assets: ``predictions``, ``data_drift_report``, ``model_drift_report``.
 
     python -m rayml_assets.lib.monitoring.drift_task                         # launched by a Pipes client
     python -m rayml_assets.lib.monitoring.drift_task --extras extras.json    # by hand, prints the metadata
 
-Extras (JSON values):
-
-=====================  =============================================================
-``task``               ``"predictions"``, ``"data_drift"`` or ``"model_drift"``
-``date`` / ``dates``   partition key(s) ``YYYY-MM-DD``; default: the Pipes partition range
-``model_uri``          MLflow URI of the champion (``models:/<name>@champion``); empty → NoChampionError
-``model_name``,        registry name and version, recorded in every row and report
-``model_version``
-``class_labels``       list of labels in output order
-``delta_version``,     the pinned ``cleaned_images`` version and table URI the model trained on
-``cleaned_table_uri``
-``tracking_uri``,      MLflow tracking / registry URIs (optional)
-``registry_uri``
-``image_size``,        model input (default 32, 1)
-``channels``
-``lake_root``          the ``predictions`` table lives at ``{lake_root}/predictions``
-``storage_options``    Delta storage options for a cloud lake (optional)
-``production_root``    task predictions: the production landing root
-``batch_size``,        task predictions: inference batch (256); bound on files per day (50,000)
-``max_files``
-``feedback_root``      task model_drift: the feedback landing root
-``reports_root``       tasks data_drift / model_drift: where reports are written
-``drift_config``       optional dict of ``DriftConfig`` fields (p_val, n_permutations, ...)
-``asset_key``          only when the step materializes several assets
-=====================  =============================================================
+The extras are a :class:`~rayml_assets.lib.monitoring.contract.DriftTaskParams`:
+``step`` picks the work by its ``kind`` (``predictions``, ``data_drift`` or
+``model_drift``) and carries that step's roots and knobs; ``dates``, the pinned
+``champion``, ``mlflow`` and ``lake`` are shared. Without ``dates``, a
+partitioned Pipes step processes its partition key range.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from rayml_assets.lib.common import lake
-from rayml_assets.lib.monitoring.drift import (
-    DATA_BACKENDS,
-    DriftConfig,
-    DriftInputs,
-    data_reference,
-    detect_data_drift,
-    detect_model_drift,
-    reference_correctness,
-)
+from rayml_assets.lib.common.task_entry import Log, clean_metadata, main, typed
+from rayml_assets.lib.monitoring.contract import DataDriftStep, DriftTaskParams, ModelDriftStep, PredictStep
+from rayml_assets.lib.monitoring.data_drift import DATA_BACKENDS, detect_data_drift
+from rayml_assets.lib.monitoring.drift_inputs import DriftInputs, data_reference, reference_correctness
 from rayml_assets.lib.monitoring.inference import (
-    DEFAULT_BATCH_SIZE,
     Champion,
-    champion_from_extras,
+    load_champion,
     predict_day,
     predict_images,
     read_predictions,
     write_predictions,
 )
-from rayml_assets.lib.monitoring.production import DEFAULT_MAX_FILES_PER_DAY, join_feedback_table, read_feedback
+from rayml_assets.lib.monitoring.model_drift import detect_model_drift
+from rayml_assets.lib.monitoring.production import join_feedback_table, read_feedback
 from rayml_assets.lib.monitoring.reports import ReportFiles, write_data_drift_report, write_model_drift_report
-from rayml_assets.lib.common.task_entry import Log, clean_metadata, dates_from, main, typed
 
-TASKS = ("predictions", "data_drift", "model_drift")
 THUMBNAILS = 24
 
 
-def _require(extras: dict, *keys: str) -> None:
-    missing = [k for k in keys if not extras.get(k)]
-    if missing:
-        raise ValueError(f"task {extras.get('task')!r} needs extras {missing}")
-
-
-def _predictions_uri(extras: dict) -> str:
-    return lake.table_uri(extras["lake_root"], lake.PREDICTIONS)
+def _predictions_uri(params: DriftTaskParams) -> str:
+    return params.lake.table_uri(lake.PREDICTIONS)
 
 
 def _report_metadata(files: ReportFiles) -> dict:
@@ -80,17 +48,16 @@ def _report_metadata(files: ReportFiles) -> dict:
     }
 
 
-def predictions_task(extras: dict, champion: Champion, dates: list[str], log: Log) -> list[dict]:
-    _require(extras, "production_root", "lake_root")
-    uri, options = _predictions_uri(extras), extras.get("storage_options")
+def predictions_step(params: DriftTaskParams, step: PredictStep, champion: Champion, log: Log) -> list[dict]:
+    uri, options = _predictions_uri(params), params.lake.storage_options
     out = []
-    for day in dates:
+    for day in params.dates:
         result = predict_day(
             champion,
-            extras["production_root"],
+            step.production_root,
             day,
-            batch_size=int(extras.get("batch_size") or DEFAULT_BATCH_SIZE),
-            max_files=int(extras.get("max_files") or DEFAULT_MAX_FILES_PER_DAY),
+            batch_size=step.batch_size,
+            max_files=step.max_files,
             on_progress=lambda done, total, day=day: log(f"{day}: predicted {done}/{total} files"),
         )
         version = write_predictions(uri, result, options)
@@ -112,13 +79,12 @@ def predictions_task(extras: dict, champion: Champion, dates: list[str], log: Lo
     return out
 
 
-def data_drift_task(extras: dict, champion: Champion, dates: list[str], log: Log) -> list[dict]:
-    _require(extras, "lake_root", "reports_root")
-    config = DriftConfig.from_dict(extras.get("drift_config"))
+def data_drift_step(params: DriftTaskParams, step: DataDriftStep, champion: Champion, log: Log) -> list[dict]:
+    config = step.drift
     reference = backend = None
     out = []
-    for day in dates:
-        rows = read_predictions(_predictions_uri(extras), day, ["source_uri", "bytes"], extras.get("storage_options"))
+    for day in params.dates:
+        rows = read_predictions(_predictions_uri(params), day, ["source_uri", "bytes"], params.lake.storage_options)
         if rows.num_rows == 0:
             log(f"{day}: no predictions, nothing to test")
             out.append({"date": day, "status": "no_data", "is_drift": False, "n_production": 0})
@@ -137,7 +103,7 @@ def data_drift_task(extras: dict, champion: Champion, dates: list[str], log: Log
         production = DriftInputs(embeds, probs)
         result = detect_data_drift(champion, day, production, reference, config, backend)
         files = write_data_drift_report(
-            result, extras["reports_root"], reference.inputs, production, images[:THUMBNAILS]
+            result, step.reports_root, reference.inputs, production, images[:THUMBNAILS]
         )
         log(f"{day}: data drift={result.is_drift} (min p={result.min_p_value:.3g}), report {files.html}")
         out.append(
@@ -157,17 +123,16 @@ def data_drift_task(extras: dict, champion: Champion, dates: list[str], log: Log
     return out
 
 
-def model_drift_task(extras: dict, champion: Champion, dates: list[str], log: Log) -> list[dict]:
-    _require(extras, "lake_root", "feedback_root", "reports_root")
-    config = DriftConfig.from_dict(extras.get("drift_config"))
+def model_drift_step(params: DriftTaskParams, step: ModelDriftStep, champion: Champion, log: Log) -> list[dict]:
+    config = step.drift
     reference = reference_correctness(champion, config)
     log(f"reference accuracy {reference.mean():.3f} on {len(reference)} test images")
     out = []
-    for day in dates:
+    for day in params.dates:
         rows = read_predictions(
-            _predictions_uri(extras), day, ["image_id", "source_uri", "predicted_label"], extras.get("storage_options")
+            _predictions_uri(params), day, ["image_id", "source_uri", "predicted_label"], params.lake.storage_options
         )
-        feedback = read_feedback(extras["feedback_root"], day)
+        feedback = read_feedback(step.feedback_root, day)
         joined = join_feedback_table(feedback, rows.to_pydict())
         if not feedback.found:
             log(f"{day}: no feedback file at {feedback.uri}")
@@ -177,7 +142,7 @@ def model_drift_task(extras: dict, champion: Champion, dates: list[str], log: Lo
                 f" {joined.n_unknown} for unknown images"
             )
         result = detect_model_drift(champion, joined, reference, config)
-        files = write_model_drift_report(result, extras["reports_root"])
+        files = write_model_drift_report(result, step.reports_root)
         log(f"{day}: model drift={result.is_drift} accuracy={result.production_accuracy} (status {result.status})")
         out.append(
             {
@@ -198,10 +163,11 @@ def model_drift_task(extras: dict, champion: Champion, dates: list[str], log: Lo
     return out
 
 
-TASK_FUNCTIONS: dict[str, Callable[[dict, Champion, list[str], Log], list[dict]]] = {
-    "predictions": predictions_task,
-    "data_drift": data_drift_task,
-    "model_drift": model_drift_task,
+# One function per step kind; each returns one metadata dict per day.
+STEPS: dict[str, Callable[[DriftTaskParams, Any, Champion, Log], list[dict]]] = {
+    "predictions": predictions_step,
+    "data_drift": data_drift_step,
+    "model_drift": model_drift_step,
 }
 
 
@@ -222,14 +188,12 @@ def combine(per_day: list[dict]) -> dict:
     return combined
 
 
-def run(extras: dict, log: Log = print) -> dict:
-    task = extras.get("task")
-    if task not in TASK_FUNCTIONS:
-        raise ValueError(f"extras 'task' must be one of {TASKS}, got {task!r}")
-    dates = dates_from(extras)
-    champion = champion_from_extras(extras)
-    log(f"{task}: {len(dates)} day(s) {dates[0]}..{dates[-1]} with {champion.model_name} v{champion.model_version}")
-    metadata = combine(TASK_FUNCTIONS[task](extras, champion, dates, log))
+def run(params: DriftTaskParams, log: Log = print) -> dict:
+    step, dates = params.step, params.dates
+    champion = load_champion(params.champion, params.mlflow, params.champion_metadata)
+    log(f"{step.kind}: {len(dates)} day(s) {dates[0]}..{dates[-1]}"
+        f" with {champion.model_name} v{champion.model_version}")
+    metadata = combine(STEPS[step.kind](params, step, champion, log))
     return {
         **metadata,
         "model_name": champion.model_name,
@@ -239,4 +203,4 @@ def run(extras: dict, log: Log = print) -> dict:
 
 
 if __name__ == "__main__":
-    main(run)
+    main(run, DriftTaskParams)

@@ -24,14 +24,14 @@ import math
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from rayml_assets.lib.monitoring.contract import ExplainConfig
 from rayml_assets.lib.monitoring.inference import (
-    DEFAULT_BATCH_SIZE,
     Champion,
     EmptyPartitionError,
     decode_images,
@@ -41,26 +41,6 @@ from rayml_assets.lib.monitoring.inference import (
 from rayml_assets.lib.monitoring.reports import DPI, figure_png, write_bytes
 
 CELL_INCHES = (2.0, 2.2)  # width, height of one grid cell: 200 x 220 px at DPI 100
-
-
-@dataclass(frozen=True)
-class ExplainConfig:
-    per_class: int = 2  # random test images explained per true class
-    top_misclassified: int = 8  # highest-confidence wrong predictions explained
-    background_size: int = 64  # training images the expected gradients integrate from
-    nsamples: int = 64  # gradient samples per explained image (SHAP noise ~ 1/sqrt(nsamples))
-    max_test_images: int | None = 2000  # test images scored to find the misclassified ones
-    cols: int = 6  # grid columns
-    seed: int = 0
-    batch_size: int = DEFAULT_BATCH_SIZE
-
-    def __post_init__(self) -> None:
-        if self.per_class < 0 or self.top_misclassified < 0 or self.per_class + self.top_misclassified == 0:
-            raise ValueError("per_class and top_misclassified must be >= 0, and not both 0")
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> ExplainConfig:
-        return cls(**(values or {}))
 
 
 @dataclass
@@ -266,7 +246,7 @@ def explain_champion(champion: Champion, output_dir: str, config: ExplainConfig 
             for (r, reason), k in zip(chosen, explained_class)
         ],
         "per_class": per_class,
-        "config": asdict(config),
+        "config": config.model_dump(mode="json"),
         "seconds": round(time.perf_counter() - started, 3),
     }
     summary_json = write_bytes(f"{out}/summary.json", json.dumps(summary, indent=2).encode())

@@ -1,59 +1,41 @@
-"""Pipes job script of ``shap_report``: SHAP explanations of the champion on its pinned test split.
+"""Pipes task script of ``shap_report``: SHAP explanations of the champion on its pinned test split.
 
     python -m rayml_assets.lib.monitoring.explain_task                         # launched by a Pipes client
     python -m rayml_assets.lib.monitoring.explain_task --extras extras.json    # by hand, prints the metadata
 
-Extras: the champion keys of :func:`rayml_assets.lib.monitoring.inference.champion_from_extras`
-(``model_uri``, ``model_name``, ``model_version``, ``class_labels``,
-``delta_version``, ``cleaned_table_uri``, optional ``tracking_uri``,
-``registry_uri``, ``image_size``, ``channels``), plus:
-
-- ``reports_root``: files go to ``{reports_root}/shap/{model_name}/v{model_version}``,
-  unless ``output_dir`` is given;
-- ``explain_config``: optional dict of ``ExplainConfig`` fields (per_class,
-  top_misclassified, background_size, nsamples, max_test_images, cols, seed);
-- ``mlflow_run_id``: optional; the report folder is also logged as artifacts
-  (``shap_report/``) of that run, next to the model it explains.
+The extras are an :class:`~rayml_assets.lib.monitoring.contract.ExplainTaskParams`:
+the pinned ``champion``, ``mlflow``, where the files go (``reports_root`` or
+``output_dir``) and the ``explain`` knobs. When the champion's MLflow run is
+known (``champion.mlflow_run_id``), the report folder is also logged as its
+artifacts (``shap_report/``), next to the model it explains.
 """
 
 from __future__ import annotations
 
-from rayml_assets.lib.monitoring.explain import ExplainConfig, explain_champion
-from rayml_assets.lib.monitoring.inference import champion_from_extras
-from rayml_assets.lib.monitoring.reports import markdown_table
 from rayml_assets.lib.common.task_entry import Log, main, typed
+from rayml_assets.lib.monitoring.contract import ExplainTaskParams
+from rayml_assets.lib.monitoring.explain import explain_champion
+from rayml_assets.lib.monitoring.inference import load_champion
+from rayml_assets.lib.monitoring.reports import markdown_table
 
 
-def output_dir(extras: dict) -> str:
-    if extras.get("output_dir"):
-        return extras["output_dir"]
-    if not extras.get("reports_root"):
-        raise ValueError("shap job needs extras 'reports_root' or 'output_dir'")
-    return f"{extras['reports_root'].rstrip('/')}/shap/{extras['model_name']}/v{extras['model_version']}"
-
-
-def run(extras: dict, log: Log = print) -> dict:
-    champion = champion_from_extras(extras)
-    config = ExplainConfig.from_dict(extras.get("explain_config"))
-    target = output_dir(extras)
+def run(params: ExplainTaskParams, log: Log = print) -> dict:
+    champion = load_champion(params.champion, params.mlflow, params.champion_metadata)
     log(
         f"explaining {champion.model_name} v{champion.model_version}"
         f" on cleaned_images v{champion.delta_version} test split"
     )
-    result = explain_champion(champion, target, config)
+    result = explain_champion(champion, params.target_dir, params.explain)
     summary = result.summary
     log(
         f"explained {summary['n_explained']} images ({summary['n_misclassified_explained']} misclassified)"
         f" in {summary['seconds']} s"
     )
-    if extras.get("mlflow_run_id"):
-        from mlflow.tracking import MlflowClient
-
+    run_id = params.champion.mlflow_run_id
+    if run_id:
         # Artifacts are logged from a local folder; a cloud output_dir is already durable storage.
-        MlflowClient(tracking_uri=extras.get("tracking_uri")).log_artifacts(
-            extras["mlflow_run_id"], result.output_dir, "shap_report"
-        )
-        log(f"logged the report to MLflow run {extras['mlflow_run_id']}")
+        params.mlflow.client().log_artifacts(run_id, result.output_dir, "shap_report")
+        log(f"logged the report to MLflow run {run_id}")
     rows = [
         (r["class"], r["n_examples"], r["n_misclassified"], r["mean_abs_attribution"]) for r in summary["per_class"]
     ]
@@ -76,4 +58,4 @@ def run(extras: dict, log: Log = print) -> dict:
 
 
 if __name__ == "__main__":
-    main(run)
+    main(run, ExplainTaskParams)

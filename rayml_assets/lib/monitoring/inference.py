@@ -8,7 +8,7 @@ the SHAP test images are the pixels that model saw, not today's table.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -20,12 +20,13 @@ import torch
 from PIL import UnidentifiedImageError
 
 from rayml_assets.lib.common import lake
+from rayml_assets.lib.common.contract import ChampionRef, MlflowSettings
 from rayml_assets.lib.common.images import decode_to_array, sha256_hex
+from rayml_assets.lib.monitoring.contract import DEFAULT_BATCH_SIZE, ChampionMetadata
 from rayml_assets.lib.monitoring.production import DEFAULT_MAX_FILES_PER_DAY, list_production_files, partition_key, read_files
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 256
 CHAMPION_ALIAS = "champion"
 _DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
 
@@ -293,107 +294,67 @@ def load_split(
     )
 
 
-# ---------------------------------------------------------------- loading inside a job script
+# ---------------------------------------------------------------- loading inside a task script
 
 
-def load_module(model_uri: str) -> tuple[torch.nn.Module, dict]:
+def load_module(model_uri: str, mlflow_settings: MlflowSettings) -> tuple[torch.nn.Module, dict]:
     """The ``nn.Module`` behind a model URI, and the metadata logged with it (may be empty).
 
     The platform logs models in MLflow 3's ``pt2`` format plus rebuildable weights
-    (``core.tracking.log_model``): ``torch.export`` keeps only ``forward``, so the
-    module is rebuilt with ``load_logged_model``. A model logged as a pickled
+    (``lib.training.tracking.log_model``): ``torch.export`` keeps only ``forward``, so
+    the module is rebuilt with ``load_logged_model``. A model logged as a pickled
     module (``serialization_format='pickle'``) loads with ``mlflow.pytorch``.
     """
     import mlflow.pytorch
 
-    from rayml_assets.lib.training.tracking import load_logged_model  # heavy (Ray): only where a model is loaded
+    # heavy (Ray): only where a model is loaded
+    from rayml_assets.lib.training.tracking import load_logged_model, mlflow_uris
 
     try:
-        return load_logged_model(model_uri)
+        return load_logged_model(model_uri, mlflow_settings)
     except FileNotFoundError:
-        return mlflow.pytorch.load_model(model_uri, map_location="cpu"), {}
+        with mlflow_uris(mlflow_settings):
+            return mlflow.pytorch.load_model(model_uri, map_location="cpu"), {}
 
 
-def champion_from_mlflow(
-    model_uri: str,
-    *,
-    model_name: str,
-    model_version: str,
-    class_labels: Sequence[str] | None = None,
-    delta_version: int | None = None,
-    cleaned_table_uri: str | None = None,
-    image_size: int | None = None,
-    channels: int | None = None,
-    tracking_uri: str | None = None,
-    registry_uri: str | None = None,
+def load_champion(
+    ref: ChampionRef, mlflow_settings: MlflowSettings, given: ChampionMetadata = ChampionMetadata()
 ) -> Champion:
-    """Load the champion behind ``model_uri`` (``models:/name@champion``, ``models:/name/3``, a path).
+    """Load the pinned champion ``ref.model_uri`` (``models:/name/3``, ``models:/name@champion``, a path).
 
-    Arguments left ``None`` come from the metadata logged with the model. A
-    missing registered model or alias becomes :class:`NoChampionError`, so a
-    monitoring run before the first registration fails with a clear message.
+    Fields of ``given`` left ``None`` come from the metadata logged with the model.
+    An empty ``model_uri`` (the caller found no champion), a missing registered
+    model or alias becomes :class:`NoChampionError`, so a monitoring run before
+    the first registration fails with a clear message.
     """
-    import mlflow
+    if not ref.model_uri:
+        raise NoChampionError("no model_uri was passed to the task")
     from mlflow.exceptions import MlflowException
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-    if registry_uri:
-        mlflow.set_registry_uri(registry_uri)
     try:
-        module, meta = load_module(model_uri)
+        module, meta = load_module(ref.model_uri, mlflow_settings)
     except MlflowException as exc:
         # "Registered model ... not found" / "Registered model alias ... not found." (the
         # latter comes as INVALID_PARAMETER_VALUE); other registry failures stay as they are.
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in exc.message.lower():
-            raise NoChampionError(f"{model_uri}: {exc.message}") from exc
+            raise NoChampionError(f"{ref.model_uri}: {exc.message}") from exc
         raise
     if not callable(getattr(module, "embed", None)):
-        raise TypeError(f"{model_uri} loads without an embed() method; drift detection needs the penultimate layer")
+        raise TypeError(f"{ref.model_uri} loads without an embed() method; drift detection needs the penultimate layer")
 
     def pick(value, key: str, default=None):
         value = meta.get(key, default) if value is None else value
         if value is None:
-            raise ValueError(f"{model_uri}: {key} is neither given nor logged with the model")
+            raise ValueError(f"{ref.model_uri}: {key} is neither given nor logged with the model")
         return value
 
     return Champion(
         module=module,
-        model_name=model_name,
-        model_version=str(model_version),
-        class_labels=list(pick(class_labels, "class_labels")),
-        delta_version=int(pick(delta_version, "delta_version")),
-        cleaned_table_uri=pick(cleaned_table_uri, "table_uri"),
-        image_size=int(pick(image_size, "image_size", 32)),
-        channels=int(pick(channels, "channels", 1)),
-    )
-
-
-def champion_from_extras(extras: Mapping) -> Champion:
-    """Build the champion from the Pipes extras every monitoring job script receives.
-
-    Keys: ``model_uri``, ``model_name``, ``model_version``; optional (else read from
-    the model's logged metadata) ``class_labels``, ``delta_version``,
-    ``cleaned_table_uri``, ``image_size``, ``channels``; optional ``tracking_uri``,
-    ``registry_uri``. An empty ``model_uri`` means the caller found no champion.
-    """
-    if not extras.get("model_uri"):
-        raise NoChampionError("no model_uri was passed to the job")
-    missing = [k for k in ("model_name", "model_version") if extras.get(k) in (None, "")]
-    if missing:
-        raise ValueError(f"job extras are missing {missing}")
-    optional = (
-        "class_labels",
-        "delta_version",
-        "cleaned_table_uri",
-        "image_size",
-        "channels",
-        "tracking_uri",
-        "registry_uri",
-    )
-    return champion_from_mlflow(
-        extras["model_uri"],
-        model_name=extras["model_name"],
-        model_version=extras["model_version"],
-        **{k: extras.get(k) for k in optional},
+        model_name=ref.model_name,
+        model_version=ref.model_version,
+        class_labels=list(pick(given.class_labels, "class_labels")),
+        delta_version=int(pick(given.delta_version, "delta_version")),
+        cleaned_table_uri=pick(given.cleaned_table_uri, "table_uri"),
+        image_size=int(pick(given.image_size, "image_size", 32)),
+        channels=int(pick(given.channels, "channels", 1)),
     )

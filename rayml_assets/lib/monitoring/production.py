@@ -21,9 +21,13 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING
 
-import fsspec
-import numpy as np
+if TYPE_CHECKING:  # numpy loads where feedback is joined, not with the sensors
+    import numpy as np
+
+from rayml_assets.lib.common.listing import file_uri, visible_path
+from rayml_assets.lib.common.listing import filesystem as _fs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_MAX_FILES_PER_DAY = 50_000
@@ -94,11 +98,6 @@ class ProductionFile:
     path: str  # the fsspec path to read
 
 
-def _fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, path = fsspec.core.url_to_fs(uri)
-    return fs, path.rstrip("/")
-
-
 def list_partition_keys(root: str, feedback: bool = False) -> list[str]:
     """Days present under a landing root, sorted: day folders, or ``<day>.csv`` files with ``feedback``."""
     fs, path = _fs(root)
@@ -133,8 +132,7 @@ def list_production_files(
         return []
     files: list[ProductionFile] = []
     for path in sorted(fs.find(day, withdirs=False)):
-        rel = posixpath.relpath(path, day)
-        if any(part.startswith(".") for part in rel.split("/")):
+        if not visible_path(posixpath.relpath(path, day)):
             continue  # hidden files (.DS_Store, partial uploads) are not data
         if not path.lower().endswith(IMAGE_SUFFIXES):
             continue
@@ -142,7 +140,7 @@ def list_production_files(
             raise ProductionLandingError(
                 f"{production_day_uri(production_root, key)} holds more than max_files={max_files} images"
             )
-        files.append(ProductionFile(fs.unstrip_protocol(path), path))
+        files.append(ProductionFile(file_uri(fs, path), path))
     return files
 
 
@@ -268,6 +266,12 @@ class FeedbackJoin:
         }
 
 
+def _as_bool_array(values: list[bool]) -> np.ndarray:
+    import numpy as np
+
+    return np.array(values, dtype=bool)
+
+
 def join_feedback(
     feedback: Feedback,
     image_ids: Iterable[str],
@@ -314,7 +318,7 @@ def join_feedback(
         n_duplicates=duplicates,
         n_unknown=len(unknown),
         unknown_examples=unknown[:max_examples],
-        correct=np.array([t == p for t, p in zip(true_labels, preds)], dtype=bool),
+        correct=_as_bool_array([t == p for t, p in zip(true_labels, preds)]),
         true_labels=true_labels,
         predicted_labels=preds,
     )

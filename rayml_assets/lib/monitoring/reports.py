@@ -30,7 +30,8 @@ import fsspec
 import numpy as np
 from matplotlib.figure import Figure
 
-from rayml_assets.lib.monitoring.drift import DataDriftResult, DriftInputs, ModelDriftResult
+from rayml_assets.lib.monitoring.drift_inputs import DriftInputs
+from rayml_assets.lib.monitoring.drift_results import DataDriftResult, ModelDriftResult
 from rayml_assets.lib.monitoring.production import partition_key
 
 DATA_DRIFT = "data_drift"

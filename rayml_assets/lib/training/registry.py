@@ -1,4 +1,4 @@
-"""Model registry: register the tuned model, score it on the pinned test split, move aliases.
+"""Model registry: register the tuned model, score it on the pinned test split, set ``challenger``.
 
 Flow for the ``registered_model`` asset:
 
@@ -7,18 +7,17 @@ Flow for the ``registered_model`` asset:
    is reused), tags it with its lineage (``delta_version``, ``cleaned_table_uri``,
    ``dagster_run_id``), evaluates it on the ``test`` split of the SAME pinned
    Delta version, sets the ``challenger`` alias, evaluates the current
-   ``champion`` on that same split and returns a :class:`PromotionDecision`.
-2. A blocking asset check gates on :func:`passes_gate` / the decision.
-3. :func:`promote` moves ``champion`` only when the decision says so.
+   ``champion`` on that same split and returns a
+   :class:`~rayml_assets.lib.training.promotion.PromotionDecision`.
+2. The asset's blocking check ``challenger_meets_min_accuracy`` gates on the gate.
+3. :func:`~rayml_assets.lib.training.promotion.promote` moves ``champion`` only
+   when the decision says so.
 
-The rules are pure functions so they can be property-tested and reused by the
-asset check: :func:`should_promote` (better by a margin) and
-:func:`passes_gate` (minimum accuracy).
+The rules themselves are pure functions in :mod:`rayml_assets.lib.training.promotion`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,58 +29,13 @@ import mlflow  # noqa: E402
 from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
-from rayml_assets.lib.training.tracking import MlflowSettings, load_logged_model, mlflow_uris  # noqa: E402
-from rayml_assets.lib.training.training import DataSpec, EvalResult, evaluate  # noqa: E402
+from rayml_assets.lib.common.contract import MlflowSettings  # noqa: E402
+from rayml_assets.lib.training.delta_stream import DataSpec  # noqa: E402
+from rayml_assets.lib.training.evaluation import EvalResult, evaluate  # noqa: E402
+from rayml_assets.lib.training.promotion import CHALLENGER, CHAMPION, PromotionDecision, decide_promotion  # noqa: E402
+from rayml_assets.lib.training.tracking import load_logged_model, mlflow_uris  # noqa: E402
 
-CHALLENGER = "challenger"
-CHAMPION = "champion"
 TEST_SPLIT = "test"
-
-
-def should_promote(challenger_acc: float, champion_acc: float | None, margin: float = 0.0) -> bool:
-    """True when the challenger beats the champion by at least ``margin`` (and strictly).
-
-    No champion yet means there is nothing to beat. NaN never wins.
-    """
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
-    if challenger_acc is None or math.isnan(challenger_acc):
-        return False
-    if champion_acc is None:
-        return True
-    if math.isnan(champion_acc):
-        return True  # a champion that cannot be scored is no bar
-    return challenger_acc > champion_acc and challenger_acc - champion_acc >= margin
-
-
-def passes_gate(accuracy: float | None, min_accuracy: float) -> bool:
-    """The minimum-quality gate, whatever the champion's accuracy."""
-    return accuracy is not None and not math.isnan(accuracy) and accuracy >= min_accuracy
-
-
-@dataclass(frozen=True)
-class PromotionDecision:
-    promote: bool
-    reason: str
-    challenger_accuracy: float
-    champion_accuracy: float | None
-    margin: float
-    min_accuracy: float
-
-
-def decide_promotion(
-    challenger_acc: float, champion_acc: float | None, margin: float = 0.0, min_accuracy: float = 0.0
-) -> PromotionDecision:
-    """Both rules together, with a reason a person can read in the asset metadata."""
-    if not passes_gate(challenger_acc, min_accuracy):
-        promote, reason = False, f"test accuracy {challenger_acc:.4f} is below the gate {min_accuracy:.4f}"
-    elif not should_promote(challenger_acc, champion_acc, margin):
-        promote, reason = False, f"does not beat champion {champion_acc:.4f} by margin {margin:.4f}"
-    elif champion_acc is None:
-        promote, reason = True, "no champion yet"
-    else:
-        promote, reason = True, f"beats champion {champion_acc:.4f} by {challenger_acc - champion_acc:.4f}"
-    return PromotionDecision(promote, reason, challenger_acc, champion_acc, margin, min_accuracy)
 
 
 @dataclass
@@ -246,11 +200,3 @@ def register_challenger(
         decision=decision,
         confusion_png=str(png),
     )
-
-
-def promote(settings: MlflowSettings, model_name: str, version: str, decision: PromotionDecision) -> bool:
-    """Point ``champion`` at ``version`` if ``decision.promote``; returns whether it moved."""
-    if not decision.promote:
-        return False
-    settings.client().set_registered_model_alias(model_name, CHAMPION, str(version))
-    return True

@@ -34,11 +34,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless: the job runs in subprocesses and on clusters
+matplotlib.use("Agg")  # headless: the task script runs in subprocesses and on clusters
 import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
@@ -48,16 +47,14 @@ import torch  # noqa: E402
 from mlflow.data.delta_dataset_source import DeltaDatasetSource  # noqa: E402
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag  # noqa: E402
 from mlflow.models import infer_signature  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID  # noqa: E402
 
 from rayml_assets.lib.common import lake  # noqa: E402
 from rayml_assets.lib.common.contract import MlflowSettings  # noqa: E402
+from rayml_assets.lib.training.checkpoints import load_checkpoint_model  # noqa: E402
 from rayml_assets.lib.training.models import build_model  # noqa: E402
-from rayml_assets.lib.training.training import load_checkpoint_model  # noqa: E402
-
-if TYPE_CHECKING:  # tuning imports Ray; consumers of load_logged_model should not pay for it
-    from rayml_assets.lib.training.tuning import TrialSummary, TuningConfig, TuningResult
+from rayml_assets.lib.training.tuning_config import TuningConfig  # noqa: E402
+from rayml_assets.lib.training.tuning_result import TrialSummary, TuningResult  # noqa: E402
 
 TAG_EXPERIMENT = "rayml.tune_experiment"
 TAG_ROLE = "rayml.role"

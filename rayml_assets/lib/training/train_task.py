@@ -1,11 +1,11 @@
-"""Dagster Pipes entry point of ``tuned_model``: Ray Tune over Ray Train DDP, tracked in MLflow.
+"""The Pipes task script of ``tuned_model``: Ray Tune over Ray Train DDP, tracked in MLflow.
 
 Run by ``PipesSubprocessClient`` locally (``python -m rayml_assets.lib.training.train_task``)
-or as a Databricks task. Everything comes from ``pipes.extras`` (see
-:class:`TrainJobParams`); progress goes to ``pipes.log``; the result is one
-``report_asset_materialization``. Re-running with the same data and config
-resumes the same Tune experiment and MLflow parent run (nothing finished is
-trained again). SIGTERM (a cancelled Dagster run) stops Tune gracefully so the
+or as a Databricks task. Everything comes from ``pipes.extras``, validated as
+:class:`~rayml_assets.lib.training.contract.TrainTaskParams`; progress goes to
+``pipes.log``; the result is one ``report_asset_materialization``. Re-running
+with the same data and config resumes the same Tune experiment and MLflow
+parent run (nothing finished is trained again). SIGTERM (a cancelled Dagster run) stops Tune gracefully so the
 experiment state is saved for that resume.
 """
 
@@ -17,47 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dagster_pipes import PipesContext
-from pydantic import BaseModel, ConfigDict
 
 from rayml_assets.lib.common import lake
-from rayml_assets.lib.common.pipes_runtime import job_runtime
-from rayml_assets.lib.training.tracking import MlflowSettings, TuningTracker, plot_learning_curves
-from rayml_assets.lib.training.tuning import (
-    TrialEvent,
-    TuningConfig,
-    TuningInterrupted,
-    TuningResult,
-    default_experiment_name,
-    init_ray,
-    run_tuning,
-)
-
-
-class TrainJobParams(BaseModel):
-    """The ``extras`` the asset passes to this script."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    lake_root: str
-    cleaned_version: int
-    tuning: dict
-    mlflow_tracking_uri: str
-    mlflow_registry_uri: str | None = None
-    mlflow_experiment: str = "rayml_assets"
-    mlflow_artifact_location: str | None = None
-    mlflow_ui_url: str | None = None
-    ray_address: str | None = None
-    ray_num_cpus: int | None = None
-    checkpoint_root: str
-    reports_dir: str
-    experiment_name: str | None = None
-    dagster_run_id: str | None = None
-    asset_key: str | None = None
-    git_sha: str | None = None
+from rayml_assets.lib.common.contract import MlflowSettings
+from rayml_assets.lib.common.pipes_runtime import task_runtime
+from rayml_assets.lib.training.contract import TrainTaskParams
+from rayml_assets.lib.training.tracking import TuningTracker, plot_learning_curves
+from rayml_assets.lib.training.tuner import init_ray, run_tuning
+from rayml_assets.lib.training.tuning_config import default_experiment_name
+from rayml_assets.lib.training.tuning_result import TrialEvent, TuningInterrupted, TuningResult
 
 
 @dataclass
-class TrainJobOutput:
+class TrainTaskOutput:
     result: TuningResult
     parent_run_id: str
     model_uri: str
@@ -113,19 +85,12 @@ def _metadata(
     return metadata
 
 
-def main(pipes: PipesContext) -> TrainJobOutput:
-    params = TrainJobParams.model_validate(pipes.extras)
-    config = TuningConfig.model_validate(params.tuning)
-    table_uri = lake.table_uri(params.lake_root, lake.CLEANED_IMAGES)
+def main(pipes: PipesContext) -> TrainTaskOutput:
+    params = TrainTaskParams.from_extras(pipes.extras)
+    config, settings = params.tuning, params.mlflow
+    table_uri = params.lake.table_uri(lake.CLEANED_IMAGES)
     name = params.experiment_name or default_experiment_name(table_uri, params.cleaned_version, config)
-    settings = MlflowSettings(
-        tracking_uri=params.mlflow_tracking_uri,
-        registry_uri=params.mlflow_registry_uri,
-        experiment_name=params.mlflow_experiment,
-        artifact_location=params.mlflow_artifact_location,
-        ui_url=params.mlflow_ui_url,
-    )
-    resources = init_ray(params.ray_address, params.ray_num_cpus)
+    resources = init_ray(params.ray.address, params.ray.num_cpus)
     pipes.log.info(f"tuning {name} on {table_uri}@v{params.cleaned_version}; Ray resources {resources}")
 
     tracker = TuningTracker(settings)
@@ -145,6 +110,7 @@ def main(pipes: PipesContext) -> TrainJobOutput:
             table_uri=table_uri,
             version=params.cleaned_version,
             storage_path=params.checkpoint_root,
+            storage_options=params.lake.storage_options,
             experiment_name=name,
             on_event=lambda event: _log_event(pipes, event),
         )
@@ -168,7 +134,7 @@ def main(pipes: PipesContext) -> TrainJobOutput:
         f"{result.num_stopped_early} stopped early, {result.epochs_used}/{result.epochs_full} epochs"
     )
     pipes.report_asset_materialization(metadata=metadata, data_version=name, asset_key=params.asset_key)
-    return TrainJobOutput(result, parent_run_id, model_uri, metadata)
+    return TrainTaskOutput(result, parent_run_id, model_uri, metadata)
 
 
 def _graceful_sigterm() -> None:
@@ -180,5 +146,5 @@ def _graceful_sigterm() -> None:
 if __name__ == "__main__":
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # bars would flood the Pipes log
     _graceful_sigterm()
-    with job_runtime() as (context, _ray_address):  # Ray on Spark sets extras["ray_address"] on Databricks
+    with task_runtime() as (context, _ray_address):  # on Databricks, Ray on Spark's address is in extras["ray"]
         main(context)

@@ -1,10 +1,10 @@
 """Test-only job: fails the way a broken job does, with its own message."""
 
-from rayml_assets.lib.common.pipes_runtime import job_runtime
+from rayml_assets.lib.common.pipes_runtime import task_runtime
 
 
 def main() -> None:
-    with job_runtime() as (pipes, _):
+    with task_runtime() as (pipes, _):
         pipes.log.info("fail.py is about to fail")
         raise ValueError("fail.py: the training data is empty (test failure)")
 

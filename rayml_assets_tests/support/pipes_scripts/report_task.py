@@ -3,11 +3,11 @@
 import os
 import sys
 
-from rayml_assets.lib.common.pipes_runtime import job_runtime, on_databricks
+from rayml_assets.lib.common.pipes_runtime import task_runtime, on_databricks
 
 
 def main() -> None:
-    with job_runtime() as (pipes, ray_address):
+    with task_runtime() as (pipes, ray_address):
         print("report.py says hello on stdout")
         print("report.py says hello on stderr", file=sys.stderr)
         pipes.log.info("report.py logged through pipes")

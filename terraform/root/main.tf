@@ -13,7 +13,7 @@ resource "azurerm_resource_group" "this" {
 }
 
 module "network" {
-  source = "../../modules/network"
+  source = "../modules/network"
 
   name_prefix         = local.name_prefix
   resource_group_name = azurerm_resource_group.this.name
@@ -28,7 +28,7 @@ module "network" {
 }
 
 module "workspace" {
-  source = "../../modules/workspace"
+  source = "../modules/workspace"
 
   name_prefix         = local.name_prefix
   resource_group_name = azurerm_resource_group.this.name
@@ -39,7 +39,7 @@ module "workspace" {
 }
 
 module "secrets" {
-  source = "../../modules/secrets"
+  source = "../modules/secrets"
 
   name_prefix         = local.name_prefix
   resource_group_name = azurerm_resource_group.this.name
@@ -49,7 +49,7 @@ module "secrets" {
 }
 
 module "storage" {
-  source = "../../modules/storage"
+  source = "../modules/storage"
 
   name_prefix                = local.name_prefix
   resource_group_name        = azurerm_resource_group.this.name
@@ -61,7 +61,7 @@ module "storage" {
 }
 
 module "monitoring" {
-  source = "../../modules/monitoring"
+  source = "../modules/monitoring"
 
   name_prefix         = local.name_prefix
   resource_group_name = azurerm_resource_group.this.name
@@ -78,7 +78,7 @@ module "monitoring" {
 }
 
 module "cluster" {
-  source = "../../modules/cluster"
+  source = "../modules/cluster"
 
   name_prefix             = local.name_prefix
   tags                    = local.tags
@@ -92,7 +92,7 @@ module "cluster" {
 }
 
 module "access" {
-  source = "../../modules/access"
+  source = "../modules/access"
 
   name_prefix                   = local.name_prefix
   storage_account_id            = module.storage.account_id

@@ -1,0 +1,254 @@
+"""AutoML with Ray Tune over Ray Train DDP trials: start Ray, build the ``Tuner``, run or resume it.
+
+Pattern: ``Tuner(TorchTrainer(...))`` with legacy Ray Train (V1). Each trial is
+one DDP run of :func:`rayml_assets.lib.training.worker.train_loop_per_worker`, placed
+as ONE placement group of ``num_workers`` bundles (plus ``trainer_cpus`` for the
+coordinator, default 0 because it only waits on the workers). A trial therefore
+gets all its CPUs at once or waits; no trial can hold half of what it needs,
+which is how a Tune function trainable that starts a TorchTrainer inside
+(1 CPU for the function, then the workers) dead-locks a small cluster. Why V1
+at all: see :mod:`rayml_assets.lib.training.ray_env` and docs/training.md.
+
+Resume: an experiment lives at ``{storage_path}/{experiment_name}``. Running
+again with the same name restores it with ``Tuner.restore(resume_errored=True)``:
+finished trials are not trained again, unfinished and errored ones continue
+from their last checkpoint. A fingerprint file pins the experiment to one
+``(table, version, config)`` so a name is never reused for other data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from rayml_assets.lib.training.delta_stream import DataSpec, discover_labels
+from rayml_assets.lib.training.progress import ProgressCallback, reporting, was_interrupted
+from rayml_assets.lib.training.ray_env import pin_train_v1, ray_runtime_env
+from rayml_assets.lib.training.stopper import PlateauTargetBudgetStopper
+from rayml_assets.lib.training.tuning_config import SAMPLERS, TuningConfig, default_experiment_name
+from rayml_assets.lib.training.tuning_result import TrialEvent, TuningInterrupted, TuningResult, summarize
+from rayml_assets.lib.training.worker import train_loop_per_worker
+
+pin_train_v1()  # before the first import of ray.train below
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.train import ScalingConfig  # noqa: E402
+from ray.train.torch import TorchConfig, TorchTrainer  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining  # noqa: E402
+from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT_FILE = "rayml_tuning.json"
+
+
+def to_tune_domain(spec: Any) -> Any:
+    """``{"loguniform": [1e-4, 1e-2]}`` → ``tune.loguniform(1e-4, 1e-2)``; a constant stays itself."""
+    if not isinstance(spec, dict):
+        return spec
+    kind, args = next(iter(spec.items()))
+    function, arity = SAMPLERS[kind]
+    constructor = getattr(tune, function)
+    return constructor(list(args)) if arity is None else constructor(*args)
+
+
+def init_ray(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    object_store_memory: int | None = None,
+) -> dict:
+    """Start or join Ray with the runtime env tuning needs; returns the cluster's resources.
+
+    ``num_cpus`` is the LOGICAL CPU count of a local cluster and may exceed the
+    physical cores (each DDP worker then runs 1 torch thread). Ray 2.60 turns on
+    token auth for local clusters: other processes (``ray status``) need the token.
+    """
+    if ray.is_initialized():
+        env_vars = (ray.get_runtime_context().runtime_env or {}).get("env_vars") or {}
+        if env_vars.get("RAY_TRAIN_V2_ENABLED") != "0":
+            raise RuntimeError(
+                "Ray was initialised without rayml's runtime env: "
+                "use init_ray() or ray.init(runtime_env=ray_runtime_env())"
+            )
+    else:
+        kwargs: dict[str, Any] = {"include_dashboard": False, "runtime_env": ray_runtime_env()}
+        if address:
+            kwargs["address"] = address
+        else:
+            kwargs.update(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory)
+        ray.init(**kwargs)
+    return ray.cluster_resources()
+
+
+def _abs_storage(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)
+
+
+def _fingerprint_matches(experiment_path: str, fingerprint: dict) -> None:
+    fs, fs_path = pafs.FileSystem.from_uri(experiment_path)
+    try:
+        with fs.open_input_stream(f"{fs_path}/{FINGERPRINT_FILE}") as f:
+            stored = json.loads(f.read())
+    except FileNotFoundError:
+        return  # experiment made by hand: trust the caller
+    if stored != fingerprint:
+        raise ValueError(
+            f"experiment {experiment_path} was run for {stored}, not {fingerprint}: use another experiment name"
+        )
+
+
+def _write_fingerprint(experiment_path: str, fingerprint: dict) -> None:
+    fs, fs_path = pafs.FileSystem.from_uri(experiment_path)
+    fs.create_dir(fs_path, recursive=True)
+    with fs.open_output_stream(f"{fs_path}/{FINGERPRINT_FILE}") as f:
+        f.write(json.dumps(fingerprint, sort_keys=True).encode())
+
+
+def build_trainer(
+    config: TuningConfig, use_gpu: bool, train_loop_config: dict | None = None, run_config=None
+) -> TorchTrainer:
+    """One trial's DDP trainer (``train_loop_config``/``run_config`` only when fitted on its own, outside Tune)."""
+    per_worker: dict[str, float] = {"CPU": config.cpus_per_worker}
+    if use_gpu:
+        per_worker["GPU"] = config.gpus_per_worker or 1.0
+    return TorchTrainer(
+        train_loop_per_worker,
+        scaling_config=ScalingConfig(
+            num_workers=config.num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker=per_worker,
+            trainer_resources={"CPU": config.trainer_cpus},
+        ),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        train_loop_config=train_loop_config,
+        run_config=run_config,
+    )
+
+
+def _scheduler(config: TuningConfig):
+    s = config.scheduler
+    if s.type == "asha":
+        return ASHAScheduler(
+            time_attr="training_iteration",
+            max_t=config.max_epochs,
+            grace_period=s.grace_period,
+            reduction_factor=s.reduction_factor,
+        )
+    if s.type == "pbt":
+        return PopulationBasedTraining(
+            time_attr="training_iteration",
+            perturbation_interval=s.perturbation_interval,
+            hyperparam_mutations={
+                "train_loop_config": {k: to_tune_domain(v) for k, v in s.hyperparam_mutations.items()}
+            },
+            quantile_fraction=s.quantile_fraction,
+            resample_probability=s.resample_probability,
+            synch=s.synch,
+        )
+    return FIFOScheduler()
+
+
+def param_space(config: TuningConfig, spec: DataSpec) -> dict:
+    """Tune's ``param_space``: fixed settings plus the sampled hyperparameters."""
+    fixed = {
+        "data": spec.to_dict(),
+        "max_epochs": config.max_epochs,
+        "seed": config.seed,
+        "augment": config.augment,
+        "threads_per_worker": max(1, int(config.cpus_per_worker)),
+        "pretrained_weights_path": config.pretrained_weights_path,
+    }
+    return {"train_loop_config": {**fixed, **{k: to_tune_domain(v) for k, v in config.search_space.items()}}}
+
+
+def _new_tuner(config: TuningConfig, trainer: TorchTrainer, spec: DataSpec, name: str, storage_path: str, callbacks):
+    return tune.Tuner(
+        trainer,
+        param_space=param_space(config, spec),
+        tune_config=tune.TuneConfig(
+            metric=config.metric,
+            mode=config.mode,
+            scheduler=_scheduler(config),
+            # the cap goes on the generator: Tune ignores TuneConfig.max_concurrent_trials
+            # when a search_alg (needed here for its seed) is given
+            search_alg=BasicVariantGenerator(
+                random_state=config.seed, max_concurrent=config.max_concurrent_trials or 0
+            ),
+            num_samples=config.num_samples,
+            # Never reuse trial actors: a reused legacy TrainTrainable keeps training
+            # with the FIRST trial's train_loop_config (seen on Ray 2.60).
+            reuse_actors=False,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            stop=PlateauTargetBudgetStopper.from_config(config),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=config.keep_checkpoints,
+                checkpoint_score_attribute=config.metric,
+                checkpoint_score_order=config.mode,
+            ),
+            failure_config=tune.FailureConfig(max_failures=config.max_failures),
+            callbacks=[ProgressCallback(name), *(callbacks or [])],
+            verbose=0,
+        ),
+    )
+
+
+def run_tuning(
+    config: TuningConfig,
+    *,
+    table_uri: str,
+    version: int,
+    storage_path: str,
+    experiment_name: str | None = None,
+    class_labels: list[str] | tuple[str, ...] | None = None,
+    on_event: Callable[[TrialEvent], None] | None = None,
+    callbacks: list[tune.Callback] | None = None,
+    storage_options: dict | None = None,
+) -> TuningResult:
+    """Tune ``config`` on ``table_uri@version``; resume the experiment if it exists.
+
+    ``on_event`` gets every epoch result and trial end in the driver (progress
+    logs). ``callbacks`` are extra Tune callbacks; they are pickled into the
+    experiment, and a restored experiment keeps the first run's ones.
+    Raises :class:`TuningInterrupted` when Tune was stopped before the end.
+    """
+    if not ray.is_initialized():
+        init_ray()
+    use_gpu = (
+        config.gpus_per_worker > 0 if config.gpus_per_worker is not None else ray.cluster_resources().get("GPU", 0) > 0
+    )
+    name = experiment_name or default_experiment_name(table_uri, version, config)
+    storage_path = _abs_storage(storage_path)
+    experiment_path = f"{storage_path.rstrip('/')}/{name}"
+    fingerprint = {"table_uri": table_uri, "version": int(version), "config": config.fingerprint()}
+    restored = tune.Tuner.can_restore(experiment_path)
+    if restored:
+        _fingerprint_matches(experiment_path, fingerprint)
+    labels = tuple(class_labels) if class_labels else discover_labels(table_uri, version, storage_options)
+    if len(labels) < 2:
+        raise ValueError(f"{table_uri}@v{version} has {len(labels)} class(es) among non-excluded rows; need 2+")
+    spec = DataSpec(table_uri, int(version), labels, config.image_size, config.channels, config.sample_fraction)
+    trainer = build_trainer(config, use_gpu)
+    if restored:
+        log.info("restoring tuning experiment %s", experiment_path)
+        tuner = tune.Tuner.restore(experiment_path, trainable=trainer, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = _new_tuner(config, trainer, spec, name, storage_path, callbacks)
+        _write_fingerprint(experiment_path, fingerprint)
+
+    with reporting(name, on_event):
+        grid = tuner.fit()
+    unfinished = len(grid) - grid.num_terminated - grid.num_errors
+    if was_interrupted(name) or unfinished:
+        # trials the searcher had not created yet are not in the grid at all
+        raise TuningInterrupted(experiment_path, unfinished + max(0, config.num_trials() - len(grid)))
+    return summarize(grid, config, spec, name, experiment_path, restored)

@@ -1,0 +1,208 @@
+"""What a tuning run produced: per-trial summaries, the best checkpoint, and the digest for metadata.
+
+Pure bookkeeping over Tune's ``ResultGrid`` (no Ray or torch imported here), so
+tracking and tests can use these types without starting anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from rayml_assets.lib.training.tuning_config import TuningConfig, hyperparams
+
+if TYPE_CHECKING:  # delta_stream imports torch
+    from rayml_assets.lib.training.delta_stream import DataSpec
+
+CURVE_KEYS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+    "world_size",
+    "train_samples_per_s",
+    "epoch_time_s",
+)
+
+
+@dataclass(frozen=True)
+class TrialEvent:
+    """What a progress sink receives: one epoch result, or a trial's end."""
+
+    kind: Literal["result", "complete", "error"]
+    trial_id: str
+    hyperparams: dict
+    metrics: dict
+    error: str = ""  # for kind "error": the last line of the trial's error
+
+
+class TuningInterrupted(RuntimeError):
+    """Tune stopped before every trial finished (SIGINT/SIGUSR1): run again to resume."""
+
+    def __init__(self, experiment_path: str, unfinished: int):
+        super().__init__(
+            f"tuning interrupted with {unfinished} unfinished trial(s); re-run to resume {experiment_path}"
+        )
+        self.experiment_path = experiment_path
+        self.unfinished = unfinished
+
+
+@dataclass
+class TrialSummary:
+    trial_id: str
+    hyperparams: dict
+    status: Literal["TERMINATED", "ERROR"]
+    epochs_trained: int  # epochs this trial ran itself
+    last_epoch: int  # epoch index reached, counting epochs inherited from a checkpoint (PBT)
+    stopped_early: bool
+    best_val_accuracy: float | None
+    best_checkpoint_path: str | None
+    best_checkpoint_metrics: dict | None  # what was reported with the best checkpoint
+    restored_from: list[str]
+    history: list[dict] = field(repr=False)
+    error: str | None = None
+
+
+@dataclass
+class TuningResult:
+    experiment_name: str
+    experiment_path: str
+    table_uri: str
+    version: int
+    class_labels: list[str]
+    metric: str
+    mode: str
+    max_epochs: int
+    trials: list[TrialSummary]
+    restored: bool
+    best_trial_id: str | None = None
+    best_params: dict | None = None
+    best_val_accuracy: float | None = None
+    best_checkpoint_path: str | None = None
+
+    @property
+    def num_trials(self) -> int:
+        return len(self.trials)
+
+    @property
+    def num_stopped_early(self) -> int:
+        return sum(t.stopped_early for t in self.trials)
+
+    @property
+    def num_errored(self) -> int:
+        return sum(t.status == "ERROR" for t in self.trials)
+
+    @property
+    def epochs_used(self) -> int:
+        return sum(t.epochs_trained for t in self.trials)
+
+    @property
+    def epochs_full(self) -> int:
+        """Epochs if every trial had run to ``max_epochs`` (the no-early-stopping cost)."""
+        return self.num_trials * self.max_epochs
+
+    def learning_curves(self, metric: str = "val_accuracy") -> dict[str, list[tuple[int, float]]]:
+        return {
+            t.trial_id: [(int(r["epoch"]), float(r[metric])) for r in t.history if metric in r] for t in self.trials
+        }
+
+    def summary(self) -> dict:
+        """A JSON-able digest for metadata and logs (no histories)."""
+        return {
+            "experiment_path": self.experiment_path,
+            "table_uri": self.table_uri,
+            "delta_version": self.version,
+            "best_trial_id": self.best_trial_id,
+            "best_params": self.best_params,
+            "best_val_accuracy": self.best_val_accuracy,
+            "best_checkpoint_path": self.best_checkpoint_path,
+            "num_trials": self.num_trials,
+            "num_stopped_early": self.num_stopped_early,
+            "num_errored": self.num_errored,
+            "epochs_used": self.epochs_used,
+            "epochs_full": self.epochs_full,
+            "restored": self.restored,
+        }
+
+
+def _best_checkpoint(result, metric: str, mode: str) -> tuple[str | None, dict | None]:
+    # sorted by path, so ties go to the earliest checkpoint on every run (resume included)
+    scored = sorted(
+        ((ckpt, m) for ckpt, m in (result.best_checkpoints or []) if m.get(metric) is not None),
+        key=lambda pair: pair[0].path,
+    )
+    if not scored:
+        return None, None
+    ckpt, metrics = (max if mode == "max" else min)(scored, key=lambda pair: pair[1][metric])
+    return ckpt.path, dict(metrics)
+
+
+def _row_hyperparams(row: Mapping) -> dict:
+    """Hyperparameters from a flattened result row (``config/train_loop_config/lr`` ...)."""
+    prefix = "config/train_loop_config/"
+    found = {k[len(prefix) :]: (v.item() if hasattr(v, "item") else v) for k, v in row.items() if k.startswith(prefix)}
+    return hyperparams(found)
+
+
+def summarize(
+    grid, config: TuningConfig, spec: DataSpec, name: str, experiment_path: str, restored: bool
+) -> TuningResult:
+    """Turn Tune's ResultGrid into a :class:`TuningResult` (pure bookkeeping, no training).
+
+    Identity and hyperparameters come from each trial's own result rows: after a
+    PBT exploit, ``Result.metrics``/``Result.config`` hold the donor's last result.
+    """
+    trials = []
+    for result in grid:
+        df = result.metrics_dataframe
+        rows = df.sort_values("training_iteration").to_dict("records") if df is not None and len(df) else []
+        history = [{k: row[k] for k in (*CURVE_KEYS, "restored_from") if k in row} for row in rows]
+        trial_id = rows[0]["trial_id"] if rows else Path(result.path).name
+        last_epoch = int(history[-1].get("epoch", 0)) if history else 0
+        val_accuracies = [float(r["val_accuracy"]) for r in history if r.get("val_accuracy") is not None]
+        checkpoint_path, checkpoint_metrics = _best_checkpoint(result, config.metric, config.mode)
+        trials.append(
+            TrialSummary(
+                trial_id=trial_id,
+                hyperparams=_row_hyperparams(rows[-1]) if rows else hyperparams({}),
+                status="ERROR" if result.error else "TERMINATED",
+                epochs_trained=len(history),
+                last_epoch=last_epoch,
+                stopped_early=result.error is None and last_epoch < config.max_epochs,
+                best_val_accuracy=max(val_accuracies) if val_accuracies else None,
+                best_checkpoint_path=checkpoint_path,
+                best_checkpoint_metrics=checkpoint_metrics,
+                restored_from=sorted(
+                    {r["restored_from"] for r in history if r.get("restored_from") and r["restored_from"] != trial_id}
+                ),
+                history=history,
+                error=str(result.error) if result.error else None,
+            )
+        )
+    out = TuningResult(
+        experiment_name=name,
+        experiment_path=experiment_path,
+        table_uri=spec.table_uri,
+        version=spec.version,
+        class_labels=list(spec.class_labels),
+        metric=config.metric,
+        mode=config.mode,
+        max_epochs=config.max_epochs,
+        trials=trials,
+        restored=restored,
+    )
+    trials.sort(key=lambda t: t.trial_id)  # deterministic order: ties go to the first trial
+    scored = [t for t in trials if t.best_checkpoint_metrics is not None]
+    if scored:
+        pick = max if config.mode == "max" else min
+        best = pick(scored, key=lambda t: t.best_checkpoint_metrics[config.metric])
+        # the config that produced the best checkpoint (PBT may have changed it since)
+        checkpoint_config = (best.best_checkpoint_metrics.get("config") or {}).get("train_loop_config")
+        out.best_params = hyperparams(checkpoint_config) if checkpoint_config else best.hyperparams
+        out.best_trial_id, out.best_checkpoint_path = best.trial_id, best.best_checkpoint_path
+        out.best_val_accuracy = best.best_checkpoint_metrics.get("val_accuracy")
+    return out
