@@ -14,9 +14,10 @@ from dagster import (
     Definitions,
     JobDefinition,
     ScheduleDefinition,
+    ExecutorDefinition,
+    Field,
     SensorDefinition,
-    in_process_executor,
-    multiprocess_executor,
+    multi_or_in_process_executor,
 )
 from dagster._core.definitions.partitions.partitioned_schedule import UnresolvedPartitionedAssetScheduleDefinition
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
@@ -84,7 +85,19 @@ def _loggers(profile: Profile) -> dict | None:
     return dagster_loggers(profile)
 
 
-EXECUTORS = {"in_process": in_process_executor, "multiprocess": multiprocess_executor}
+def executor_for(profile: Profile) -> ExecutorDefinition:
+    """Dagster's default executor, starting in the profile's mode (``Profile.run_executor``).
+
+    A run can still pick the other mode in the launchpad (``execution: config: multiprocess: {}``).
+    """
+    default = multi_or_in_process_executor
+    return ExecutorDefinition(
+        name=default.name,
+        config_schema=Field(default.config_schema.as_field().config_type, default_value={profile.run_executor: {}}),
+        requirements=default.get_requirements,
+        executor_creation_fn=default.executor_creation_fn,
+        description=f"multiprocess or in_process; this code location starts in {profile.run_executor} mode",
+    )
 
 
 def build_definitions(profile: Profile) -> Definitions:
@@ -92,7 +105,7 @@ def build_definitions(profile: Profile) -> Definitions:
         load_defs_folder(),
         Definitions(
             resources=resources_for(profile),
-            executor=EXECUTORS[profile.run_executor],
+            executor=executor_for(profile),
             loggers=_loggers(profile),
         ),
     )

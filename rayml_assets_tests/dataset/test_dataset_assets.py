@@ -3,6 +3,7 @@
 import hashlib
 import multiprocessing
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -40,9 +41,9 @@ def _metadata(result, key):
     return {k: v.value for k, v in mat.metadata.items()}
 
 
-def _materialize(instance, profile, selection, **kwargs):
+def _materialize(instance, profile, selection, taxonomy=TAXONOMY, **kwargs):
     resources = resources_for(profile)
-    resources["dataset_policy"] = DatasetPolicy(taxonomy=list(TAXONOMY), min_train_images_per_class=3)
+    resources["dataset_policy"] = DatasetPolicy(taxonomy=list(taxonomy), min_train_images_per_class=3)
     return materialize(selection, resources=resources, instance=instance, **kwargs)
 
 
@@ -117,6 +118,46 @@ def test_every_dirty_kind_is_quarantined_and_every_good_image_arrives(profile, t
     assert result.duplicates_in_batch == 1  # the byte-identical copy
 
 
+def _raw(instance, profile, taxonomy=TAXONOMY) -> dict:
+    return _metadata(_materialize(instance, profile, [dataset_assets.raw_images], taxonomy), "raw_images")
+
+
+def test_a_wider_taxonomy_ingests_what_the_asset_quarantined(instance, profile, tiny_landing):
+    narrow = _raw(instance, profile)
+    assert "unknown_label" in narrow["quarantined_by_reason"]
+    widened = _raw(instance, profile, (*TAXONOMY, "cat"))
+    assert "| cat | 1 |" in widened["images_per_label"]
+    assert (widened["landing_check"], widened["rows_added"], widened["recovered_from_quarantine"]) == ("listed and read", 1, 1)
+
+
+def test_the_asset_relabels_a_moved_file_in_a_new_delta_version(instance, profile, tiny_landing):
+    first = _raw(instance, profile)
+    moved = sorted((tiny_landing / "3").glob("digit_*.png"))[0]
+    os.rename(moved, tiny_landing / "5" / moved.name)
+    after = _raw(instance, profile)
+    raw_uri = lake.table_uri(profile.lake_root, lake.RAW_IMAGES)
+    labels = lake.read_at(raw_uri, None, ["source_uri", "label"]).to_pylist()
+    assert {"source_uri": f"file://{tiny_landing}/5/{moved.name}", "label": "5"} in labels
+    assert after["delta_version"] == first["delta_version"] + 1 and after["content_hash"] == first["content_hash"]
+    assert lake.commit_metadata(raw_uri, after["delta_version"])["rayml.relabeled"] == "1"
+    assert (after["relabeled"], after["rows_added"], after["dagster/row_count"]) == (1, 0, first["dagster/row_count"])
+
+
+def test_the_asset_keeps_bytes_under_two_labels_out_until_resolved(instance, profile, tiny_landing):
+    first = _raw(instance, profile)
+    original = sorted((tiny_landing / "3").glob("digit_*.png"))[0]
+    copy = tiny_landing / "8" / "mislabelled_copy.png"
+    shutil.copy2(original, copy)
+    conflicted = _raw(instance, profile)
+    assert "| label_conflict | 2 |" in conflicted["quarantined_by_reason"]
+    assert conflicted["label_conflicts_removed"] == 1
+    assert conflicted["dagster/row_count"] == first["dagster/row_count"] - 1
+    copy.unlink()
+    resolved = _raw(instance, profile)
+    assert (resolved["rows_added"], resolved["recovered_from_quarantine"]) == (1, 1)
+    assert resolved["content_hash"] == first["content_hash"] and resolved["images_per_label"] == first["images_per_label"]
+
+
 def _ingest_batch(landing: str, lake_root: str, batch: int) -> None:
     files = [f for f in list_landing(landing) if (int(f.source_uri.split("_")[-1].split(".")[0]) % 3) != batch]
     ingest(landing, lake_root, IngestPolicy(taxonomy=TAXONOMY, workers=1), files=files)
@@ -144,9 +185,9 @@ def test_failure_mid_ingest_leaves_the_last_committed_version(profile, tiny_land
     for i in range(40):
         (tiny_landing / "7" / f"new_{i}.png").write_bytes(encode_png(rng.integers(0, 255, (32, 32), dtype=np.uint8)))
     calls = {"n": 0}
-    from rayml_assets.lib.dataset import ingest as ingest_module
+    from rayml_assets.lib.dataset import file_checks
 
-    real_validate = ingest_module.validate_image
+    real_validate = file_checks.validate_image
 
     def crash_halfway(*args, **kwargs):
         calls["n"] += 1
@@ -154,7 +195,7 @@ def test_failure_mid_ingest_leaves_the_last_committed_version(profile, tiny_land
             raise RuntimeError("worker died")
         return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(ingest_module, "validate_image", crash_halfway)
+    monkeypatch.setattr(file_checks, "validate_image", crash_halfway)
     with pytest.raises(RuntimeError, match="worker died"):
         ingest(str(tiny_landing), profile.lake_root, IngestPolicy(taxonomy=TAXONOMY, workers=1))
     assert lake.current_version(raw_uri) == first.delta_version

@@ -46,6 +46,7 @@ def _no_table_scans(monkeypatch):
 
     monkeypatch.setattr(ingest_module, "_known_ids", refuse)
     monkeypatch.setattr(ingest_module, "_summarize", refuse)
+    monkeypatch.setattr(ingest_module, "last_outcomes", refuse)
 
 
 @pytest.mark.parametrize(("age_s", "check"), [(3600, "unchanged folders"), (0, "unchanged files")])
@@ -104,8 +105,8 @@ def test_another_writer_moving_raw_images_invalidates_the_shortcut(landings, mon
     rows = lake.read_at(lake.table_uri(str(tmp_path / "other_lake"), lake.RAW_IMAGES), None)
     lake.merge_insert_new(lake.table_uri(lake_root, lake.RAW_IMAGES), rows, "image_id", lake.RAW_SCHEMA)
     calls = []
-    real_known_ids = ingest_module._known_ids
-    monkeypatch.setattr(ingest_module, "_known_ids", lambda *a: calls.append(a[1]) or real_known_ids(*a))
+    real_last_outcomes = ingest_module.last_outcomes
+    monkeypatch.setattr(ingest_module, "last_outcomes", lambda *a: calls.append(a[0]) or real_last_outcomes(*a))
 
     again = ingest(first, lake_root, POLICY)
     assert calls, "the recorded state is stale: the landing is checked against the tables"

@@ -25,6 +25,7 @@ class RawImagesConfig(Config):
     landing_uri: Optional[str] = Field(None, description="Override the landing location (folder or manifest CSV)")
     allowed_formats: list[str] = Field(list(DEFAULT_ALLOWED_FORMATS), description="Pillow format names accepted")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, description="Decompression-bomb guard: larger images are quarantined")
+    max_file_bytes: Optional[int] = Field(None, description="Larger files are quarantined from their size, unread; default 256 MiB")
     workers: Optional[int] = Field(None, description="Decoding processes; default: one per core")
     check_every_file: bool = Field(
         False,
@@ -39,7 +40,8 @@ class RawImagesConfig(Config):
     group_name=DATASET_GROUP,
     kinds={"delta", "python"},
     description="Every valid landed image (bytes + metadata) in a Delta table, merged on the sha256 of its bytes; "
-    "rejected files go to the quarantine table with their reason.",
+    "rejected files go to the quarantine table with their reason (and are checked again when the file or the policy "
+    "changes). The landing decides labels: a moved file is relabelled, bytes under two labels are quarantined.",
 )
 def raw_images(
     context: AssetExecutionContext,
@@ -57,12 +59,14 @@ def raw_images(
         taxonomy=tuple(dataset_policy.taxonomy) if dataset_policy.taxonomy else None,
         check_every_file=config.check_every_file,
         **({"workers": config.workers} if config.workers else {}),
+        **({"max_file_bytes": config.max_file_bytes} if config.max_file_bytes else {}),
     )
     context.log.info(f"ingesting {landing_uri} into {lake_store.uri(tables.RAW_IMAGES)} with {policy.workers} workers")
     result = ingest(landing_uri, lake_store.lake_root, policy, batch_id=context.run_id[:12])
     context.log.info(
         f"{result.files_seen} files: {result.rows_added} new images, {result.already_present} already present, "
-        f"{sum(result.quarantined.values())} quarantined ({result.landing_check})"
+        f"{sum(result.quarantined.values())} quarantined, {result.relabeled} relabeled, "
+        f"{result.label_conflicts_removed} removed for a label conflict, {result.recovered} recovered ({result.landing_check})"
     )
     return MaterializeResult(
         metadata={
@@ -76,6 +80,11 @@ def raw_images(
             "rows_added": result.rows_added,
             "already_present": result.already_present,
             "duplicates_in_batch": result.duplicates_in_batch,
+            "relabeled": result.relabeled,
+            "label_conflicts_removed": result.label_conflicts_removed,
+            # Quarantined before, in raw_images now: their quarantine rows stay as history.
+            "recovered_from_quarantine": result.recovered,
+            "recheck_next_ingest": result.recheck,
             "dagster/row_count": result.total_rows,
             "quarantined": sum(result.quarantined.values()),
             "quarantined_by_reason": markdown_table(dict(sorted(result.quarantined.items())), "reason", "files"),
@@ -96,14 +105,7 @@ class CleanedImagesConfig(Config):
     fastdup_threads: Optional[int] = Field(None, description="Default: one per core")
 
     def thresholds(self) -> CleaningThresholds:
-        return CleaningThresholds(
-            exact_duplicate_similarity=self.exact_duplicate_similarity,
-            near_duplicate_similarity=self.near_duplicate_similarity,
-            outlier_similarity=self.outlier_similarity,
-            dark_mean=self.dark_mean,
-            bright_mean=self.bright_mean,
-            blur_min=self.blur_min,
-        )
+        return CleaningThresholds(**self.model_dump(exclude={"fastdup_threads"}))
 
 
 @asset(

@@ -29,6 +29,14 @@ class RejectReason(str, Enum):
     UNKNOWN_LABEL = "unknown_label"
     PATH_ESCAPES_ROOT = "path_escapes_root"
     UNREADABLE = "unreadable"
+    VANISHED = "vanished"  # listed, then gone when read
+    TOO_LARGE = "too_large"
+    INVALID_LABEL = "invalid_label"
+    LABEL_CONFLICT = "label_conflict"  # the same bytes landed under more than one label
+
+
+# Rejections that say nothing lasting about the file: it is read again at every ingest.
+TRANSIENT_REASONS = frozenset({RejectReason.UNREADABLE.value, RejectReason.VANISHED.value})
 
 
 class ImageRejected(Exception):

@@ -8,9 +8,11 @@ the parent maps, so bytes never travel back through the pool's pipe.
 from __future__ import annotations
 
 import gc
+import json
 import multiprocessing
 import os
 import tempfile
+import unicodedata
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -24,10 +26,12 @@ from rayml_assets.lib.common.images import (
     sha256_hex,
     validate_image,
 )
-from rayml_assets.lib.dataset.landing import LandedFile, read_bytes
+from rayml_assets.lib.dataset.landing import FileTooLarge, LandedFile, read_bytes
 
 # Below this many new files a process pool costs more than it saves.
 MIN_FILES_FOR_POOL = 64
+# Larger files are refused from their size, before they are read into memory.
+DEFAULT_MAX_FILE_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -41,15 +45,44 @@ class IngestPolicy:
     # rewritten in place is read by the next ingest that finds any folder changed, or at once
     # with this on (one stat per file), as the landing sensor's runs do.
     check_every_file: bool = False
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+    def fingerprint(self) -> str:
+        """Identity of what decides a rejection: when it changes, every rejected file is checked again."""
+        taxonomy = sorted(self.taxonomy) if self.taxonomy is not None else None
+        decisive = [taxonomy, sorted(self.allowed_formats), self.max_pixels, self.max_file_bytes]
+        return sha256_hex(json.dumps(decisive).encode())[:16]
+
+
+def label_problem(label: str) -> str | None:
+    """Why ``label`` cannot name a class (it becomes a folder and a metric key downstream), or None."""
+    if not label:
+        return "empty label"
+    if "/" in label or "\\" in label or label in (".", ".."):
+        return f"label {label!r} is a path, not a class name"
+    if any(unicodedata.category(ch).startswith("C") for ch in label):
+        return f"label {label!r} contains a control character"
+    return None
 
 
 def quarantine_id(source_uri: str, sha256: str | None, reason: str) -> str:
     return sha256_hex(f"{source_uri}\0{sha256 or ''}\0{reason}".encode())
 
 
-# Set in each pool worker by _init_worker, so the known-id sets are shipped once per process.
+def quarantine_row(item: LandedFile, reason: RejectReason, detail: str, size: int | None, sha: str | None) -> dict:
+    return {
+        "quarantine_id": quarantine_id(item.source_uri, sha, reason.value),
+        "source_uri": item.source_uri,
+        "label": item.label,
+        "reason": reason.value,
+        "detail": detail[:500],
+        "size_bytes": size,
+        "sha256": sha,
+    }
+
+
+# Set in each pool worker by _init_worker, so the known-id set is shipped once per process.
 _KNOWN_IMAGES: frozenset[str] = frozenset()
-_KNOWN_QUARANTINE: frozenset[str] = frozenset()
 _POLICY = IngestPolicy()
 _SPOOL = ""  # the folder where pool workers leave their chunks' image bytes
 _CHUNKS: list[list[LandedFile]] = []  # the work, inherited by forked workers: a task names its chunk's index
@@ -57,44 +90,40 @@ _CHUNKS: list[list[LandedFile]] = []  # the work, inherited by forked workers: a
 
 def _init_worker(
     known_images: frozenset[str],
-    known_quarantine: frozenset[str],
     policy: IngestPolicy,
     spool: str = "",
     chunks: list[list[LandedFile]] | None = None,
 ) -> None:
-    global _KNOWN_IMAGES, _KNOWN_QUARANTINE, _POLICY, _SPOOL, _CHUNKS
-    _KNOWN_IMAGES, _KNOWN_QUARANTINE, _POLICY, _SPOOL, _CHUNKS = known_images, known_quarantine, policy, spool, chunks or []
+    global _KNOWN_IMAGES, _POLICY, _SPOOL, _CHUNKS
+    _KNOWN_IMAGES, _POLICY, _SPOOL, _CHUNKS = known_images, policy, spool, chunks or []
 
 
-def _reject(item: LandedFile, reason: RejectReason, detail: str, data: bytes | None) -> tuple[str, dict] | tuple[str, None]:
+def _reject(item: LandedFile, reason: RejectReason, detail: str, data: bytes | None, size: int | None = None) -> tuple[str, dict]:
     sha = sha256_hex(data) if data is not None else None
-    qid = quarantine_id(item.source_uri, sha, reason.value)
-    if qid in _KNOWN_QUARANTINE:
-        return "known", {"image_id": None}
-    return "rejected", {
-        "quarantine_id": qid,
-        "source_uri": item.source_uri,
-        "label": item.label,
-        "reason": reason.value,
-        "detail": detail[:500],
-        "size_bytes": len(data) if data is not None else None,
-        "sha256": sha,
-    }
+    return "rejected", quarantine_row(item, reason, detail, len(data) if data is not None else size, sha)
 
 
-def check_file(item: LandedFile) -> tuple[str, dict | None]:
-    """Classify one landed file as ``known``, ``valid`` (with its row) or ``rejected`` (with its reason)."""
+def check_file(item: LandedFile) -> tuple[str, dict]:
+    """Classify one landed file as ``known`` (its image is in raw_images), ``valid`` (with its row)
+    or ``rejected`` (with its quarantine row)."""
     if item.problem is not None:
         return _reject(item, item.problem, item.detail, None)
+    if (problem := label_problem(item.label)) is not None:
+        return _reject(item, RejectReason.INVALID_LABEL, problem, None)
     try:
-        data = read_bytes(item.source_uri)
+        data = read_bytes(item.source_uri, _POLICY.max_file_bytes)
+    except FileTooLarge as exc:
+        return _reject(item, RejectReason.TOO_LARGE, str(exc), None, exc.size)
+    except FileNotFoundError as exc:  # listed, then removed or renamed before it was read
+        return _reject(item, RejectReason.VANISHED, f"{type(exc).__name__}: {exc}", None)
     except OSError as exc:
         return _reject(item, RejectReason.UNREADABLE, f"{type(exc).__name__}: {exc}", None)
     image_id = sha256_hex(data)
-    if image_id in _KNOWN_IMAGES:
-        return "known", {"image_id": image_id}
+    # Before the known-id test: a copy of a known image under a label outside the taxonomy is no copy to keep.
     if _POLICY.taxonomy is not None and item.label not in _POLICY.taxonomy:
         return _reject(item, RejectReason.UNKNOWN_LABEL, f"label {item.label!r} is not in the taxonomy", data)
+    if image_id in _KNOWN_IMAGES:
+        return "known", {"image_id": image_id}
     try:
         info = validate_image(data, allowed_formats=_POLICY.allowed_formats, max_pixels=_POLICY.max_pixels)
     except ImageRejected as exc:
@@ -110,11 +139,11 @@ def check_file(item: LandedFile) -> tuple[str, dict | None]:
     }
 
 
-def check_chunk(items: list[LandedFile]) -> list[tuple[str, dict | None]]:
+def check_chunk(items: list[LandedFile]) -> list[tuple[str, dict]]:
     return [check_file(item) for item in items]
 
 
-def _split_bytes(outcomes: list[tuple[str, dict | None]]) -> list[pa.Array]:
+def _split_bytes(outcomes: list[tuple[str, dict]]) -> list[pa.Array]:
     """Move the valid images' bytes out of their rows into Arrow, in outcome order."""
     images = pa.array([row.pop("bytes") for kind, row in outcomes if kind == "valid"], pa.binary())
     return images.chunks if isinstance(images, pa.ChunkedArray) else [images]  # over 2 GiB: several
@@ -124,7 +153,7 @@ def _spool_path(index: int) -> str:
     return os.path.join(_SPOOL, f"chunk_{index:06d}.arrow")
 
 
-def _check_spooled(index: int) -> list[tuple[str, dict | None]]:
+def _check_spooled(index: int) -> list[tuple[str, dict]]:
     """A pool worker's chunk. Its image bytes go to an Arrow file that the parent maps, instead of
     back through the pool's pipe, where the parent would spend its own time unpickling them."""
     outcomes = check_chunk(_CHUNKS[index])
@@ -139,23 +168,23 @@ def _read_spooled(index: int) -> list[pa.Array]:
 
 
 def check_all(
-    items: list[LandedFile], policy: IngestPolicy, known_images: frozenset[str], known_q: frozenset[str]
-) -> tuple[list[tuple[str, dict | None]], pa.ChunkedArray]:
+    items: list[LandedFile], policy: IngestPolicy, known_images: frozenset[str]
+) -> tuple[list[tuple[str, dict]], pa.ChunkedArray]:
     """Every item's outcome, and the valid ones' bytes in outcome order (rows keep no bytes)."""
     try:
         if policy.workers <= 1 or len(items) < MIN_FILES_FOR_POOL:
-            _init_worker(known_images, known_q, policy)
+            _init_worker(known_images, policy)
             outcomes = check_chunk(items)
             return outcomes, pa.chunked_array(_split_bytes(outcomes), pa.binary())
-        results = _check_in_pool(items, policy, known_images, known_q)
+        results = _check_in_pool(items, policy, known_images)
     finally:
-        _init_worker(frozenset(), frozenset(), policy)  # the parent lets go of the work and the known ids
+        _init_worker(frozenset(), policy)  # the parent lets go of the work and the known ids
     outcomes = [outcome for chunk_outcomes, _ in results for outcome in chunk_outcomes]
     return outcomes, pa.chunked_array([array for _, arrays in results for array in arrays], pa.binary())
 
 
 def _check_in_pool(
-    items: list[LandedFile], policy: IngestPolicy, known_images: frozenset[str], known_q: frozenset[str]
+    items: list[LandedFile], policy: IngestPolicy, known_images: frozenset[str]
 ) -> list[tuple[list, list[pa.Array]]]:
     """Each chunk's outcomes and valid bytes, checked by the parent and ``policy.workers - 1`` forked workers."""
     size = max(1, len(items) // (policy.workers * 16))
@@ -169,7 +198,7 @@ def _check_in_pool(
         # Mapped spool files stay readable after the folder is removed, until their arrays are freed.
         with tempfile.TemporaryDirectory(prefix="rayml-ingest-") as spool:
             # Forked workers inherit the arguments (spawned ones get them pickled once), so no task ships files.
-            init_args = (known_images, known_q, policy, spool, chunks)
+            init_args = (known_images, policy, spool, chunks)
             _init_worker(*init_args)  # the parent checks files too
             with ProcessPoolExecutor(policy.workers - 1, mp_context=ctx, initializer=_init_worker, initargs=init_args) as pool:
                 futures = [pool.submit(_check_spooled, i) for i in range(len(chunks))]

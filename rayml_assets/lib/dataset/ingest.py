@@ -2,8 +2,11 @@
 
 Every file is read once and hashed; only content not seen before is decoded and
 validated, in a process pool that uses every core. Valid images are merged on
-``image_id`` in one atomic Delta commit; rejected files go to ``quarantine`` with
-their reason. Landing files are never moved or deleted, so nothing can be lost.
+``image_id`` in one atomic Delta commit (with the relabels and label-conflict removals
+that ``reconcile`` decides); rejected files go to ``quarantine`` with their reason.
+A rejected file is read again when it changes, when the policy changes, and at every
+ingest while its reason is transient (unreadable, vanished) or a label conflict.
+Landing files are never moved or deleted, so nothing can be lost.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import pyarrow.compute as pc
 
 from rayml_assets.lib.common import lake
 from rayml_assets.lib.common.images import sha256_hex
+from rayml_assets.lib.common.listing import filesystem
 from rayml_assets.lib.dataset.file_checks import IngestPolicy, check_all
 from rayml_assets.lib.dataset.landing import MANIFEST_SUFFIX, LandedFile, digest_lines, read_manifest, scan_folder
+from rayml_assets.lib.dataset.reconcile import commit_raw, last_outcomes, needs_check, plan_ingest
 
 
 @dataclass
@@ -39,6 +44,10 @@ class IngestResult:
     content_hash: str
     # How the landing was found: "unchanged folders" or "unchanged files" (nothing read), or "listed and read".
     landing_check: str = "listed and read"
+    relabeled: int = 0  # images whose file moved to another label folder
+    label_conflicts_removed: int = 0  # images taken out of raw_images: their bytes landed under several labels
+    recovered: int = 0  # files quarantined before and ingested now (their quarantine rows stay as history)
+    recheck: int = 0  # files rejected for a transient reason, read again by the next ingest
 
 
 def _raw_table(rows: list[dict], images: pa.ChunkedArray) -> pa.Table:
@@ -76,8 +85,10 @@ def _summarize(raw_uri: str, files_seen: int, storage_options: dict | None) -> R
 
 
 # Commit properties of the landing_index write that closes every ingest: digests of
-# the listing it ingested, and raw_images as that ingest left it.
+# the listing it ingested, raw_images as that ingest left it, the policy it applied and
+# how many of its rejections were transient.
 _STATE_DIGEST, _STATE_FOLDERS, _STATE_SUMMARY = "rayml.landing_digest", "rayml.folder_digest", "rayml.raw_summary"
+_STATE_POLICY, _STATE_RECHECK = "rayml.policy", "rayml.recheck"
 
 
 @dataclass(frozen=True)
@@ -113,8 +124,8 @@ def _unchanged_since_last_ingest(
     if not lake.exists(index_uri, storage_options):
         return None
     last = lake.open_table(index_uri, storage_options=storage_options).history(1)[0]
-    if _STATE_SUMMARY not in last:
-        return None
+    if _STATE_SUMMARY not in last or last.get(_STATE_POLICY) != policy.fingerprint() or last.get(_STATE_RECHECK) != "0":
+        return None  # another policy, or files to read again, decide otherwise even on the same landing
     if not policy.check_every_file and landing.folder_digest and last.get(_STATE_FOLDERS) == landing.folder_digest:
         how = "unchanged folders"
     elif last.get(_STATE_DIGEST) and last.get(_STATE_DIGEST) == landing.digest():
@@ -162,70 +173,44 @@ def ingest(
             landing_check=how,
         )
     items = landed.files()
-    seen = _known_ids(index_uri, "fingerprint", storage_options)
-    todo = [item for item in items if item.size is None or item.fingerprint not in seen]
-
+    policy_fp = policy.fingerprint()
+    last = last_outcomes(index_uri, storage_options)
+    todo = [
+        p for p, item in enumerate(items)
+        if item.size is None or needs_check(last.get(item.fingerprint), policy_fp)
+    ]
     outcomes, images = (
-        check_all(
-            todo,
-            policy,
-            _known_ids(raw_uri, "image_id", storage_options),
-            _known_ids(q_uri, "quarantine_id", storage_options),
-        )
+        check_all([items[p] for p in todo], policy, _known_ids(raw_uri, "image_id", storage_options))
         if todo
         else ([], pa.chunked_array([], pa.binary()))  # an unchanged landing: nothing is read, not even the known ids
     )
-    now = datetime.now(timezone.utc)
-    valid_by_id: dict[str, dict] = {}
-    first_copy: list[bool] = []  # per valid outcome, in order: does it add its image (not a copy) to this batch?
-    rejected: list[dict] = []
-    index_rows: list[dict] = []
-    already_present, duplicates = len(items) - len(todo), 0
-    for item, (kind, row) in zip(todo, outcomes):
-        outcome = kind
-        if kind == "known":
-            already_present += 1
-        elif kind == "rejected":
-            rejected.append({**row, "quarantined_at": now, "batch_id": batch_id})
-        elif row["image_id"] in valid_by_id:
-            duplicates += 1  # byte-identical copy within this batch: the first path in sorted order wins
-            outcome = "duplicate"
-            first_copy.append(False)
-        else:
-            valid_by_id[row["image_id"]] = {**row, "ingested_at": now, "batch_id": batch_id}
-            first_copy.append(True)
-        if item.size is not None:
-            index_rows.append({
-                "fingerprint": item.fingerprint, "source_uri": item.source_uri, "outcome": outcome,
-                "image_id": (row or {}).get("image_id"), "batch_id": batch_id, "seen_at": now,
-            })
-
+    plan = plan_ingest(
+        items, todo, outcomes, last,
+        lambda ids: _recorded(raw_uri, ids, storage_options),
+        _present_outside(items) if files is not None else lambda uri: False,  # a whole listing shows every file
+        _known_ids(q_uri, "quarantine_id", storage_options) if todo else frozenset(),
+        policy_fp, batch_id, datetime.now(timezone.utc),
+    )
     tags = {"rayml.batch_id": batch_id, "rayml.landing_uri": landing_uri}
     inserted = 0
     # Commit order matters: the index is written last, so a crash before it only
     # means those files are read again next time (and then found by their hash),
     # and its recorded state always describes a completed ingest.
-    if valid_by_id or not lake.exists(raw_uri, storage_options):
-        metrics = lake.merge_insert_new(
-            raw_uri,
-            _raw_table(list(valid_by_id.values()), images.filter(pa.array(first_copy, pa.bool_()))),
-            key="image_id",
-            schema=lake.RAW_SCHEMA,
-            metadata=tags,
-            storage_options=storage_options,
-        )
-        inserted = int(metrics.get("num_target_rows_inserted", 0))
-    if rejected:
+    if plan.inserts or plan.updates or plan.deletes or not lake.exists(raw_uri, storage_options):
+        inserts = _raw_table(plan.inserts, images.filter(pa.array(plan.insert_mask, pa.bool_())))
+        inserted = commit_raw(raw_uri, inserts, plan, tags, storage_options)
+    if plan.quarantine:
         lake.merge_insert_new(
-            q_uri, pa.Table.from_pylist(rejected, schema=lake.QUARANTINE_SCHEMA), "quarantine_id",
+            q_uri, pa.Table.from_pylist(plan.quarantine, schema=lake.QUARANTINE_SCHEMA), "quarantine_id",
             lake.QUARANTINE_SCHEMA, tags, storage_options,
         )
     summary = _summarize(raw_uri, len(items), storage_options)
     digests = {_STATE_DIGEST: landed.digest(), _STATE_FOLDERS: landed.folder_digest}
-    state = {_STATE_SUMMARY: json.dumps(summary.__dict__)} | {key: value for key, value in digests.items() if value}
-    # Appended, not merged: a fingerprint listed twice by concurrent ingests is harmless in a set.
+    state = {_STATE_SUMMARY: json.dumps(summary.__dict__), _STATE_POLICY: policy_fp, _STATE_RECHECK: str(plan.recheck)}
+    state |= {key: value for key, value in digests.items() if value}
+    # Appended, not merged: later rows of a fingerprint win (reconcile.last_outcomes).
     lake.append(
-        index_uri, pa.Table.from_pylist(index_rows, schema=lake.LANDING_INDEX_SCHEMA), lake.LANDING_INDEX_SCHEMA,
+        index_uri, pa.Table.from_pylist(plan.index_rows, schema=lake.LANDING_INDEX_SCHEMA), lake.LANDING_INDEX_SCHEMA,
         tags | state, storage_options,
     )
     return IngestResult(
@@ -234,9 +219,38 @@ def ingest(
         rows_added=inserted,
         total_rows=summary.total_rows,
         files_seen=len(items),
-        already_present=already_present,
-        duplicates_in_batch=duplicates,
-        quarantined=Counter(r["reason"] for r in rejected),
+        already_present=plan.already_present,
+        duplicates_in_batch=plan.duplicates,
+        quarantined=plan.quarantined,
         label_counts=summary.label_counts,
         content_hash=summary.content_hash,
+        relabeled=plan.relabeled,
+        label_conflicts_removed=len(plan.deletes),
+        recovered=plan.recovered,
+        recheck=plan.recheck,
     )
+
+
+def _recorded(raw_uri: str, image_ids: set[str], storage_options: dict | None) -> dict[str, tuple[str, str]]:
+    """raw_images' (source_uri, label) of ``image_ids``."""
+    if not image_ids:
+        return {}
+    # Filtered after the scan: Delta's string_view columns defeat a pushed-down isin filter.
+    table = lake.read_at(raw_uri, None, ["image_id", "source_uri", "label"], storage_options=storage_options)
+    ids = table.column("image_id").cast(pa.string())
+    table = table.filter(pc.is_in(ids, value_set=pa.array(sorted(image_ids), pa.string())))
+    ids, uris, labels = (table.column(c).to_pylist() for c in ("image_id", "source_uri", "label"))
+    return {image_id: (uri, label) for image_id, uri, label in zip(ids, uris, labels)}
+
+
+def _present_outside(items: list[LandedFile]) -> Callable[[str], bool]:
+    """For a caller's partial listing: does a file it does not name still exist?"""
+    listed = {item.source_uri for item in items}
+
+    def present(uri: str) -> bool:
+        if uri in listed:
+            return False  # listed, and not a copy: its bytes changed, or it was rejected
+        fs, path = filesystem(uri)
+        return fs.exists(path)
+
+    return present

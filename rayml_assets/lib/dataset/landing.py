@@ -228,9 +228,25 @@ def list_landing(uri: str, limit: int | None = None, after: str | None = None) -
     return list_folder(uri, limit=limit, after=after)
 
 
-def read_bytes(uri: str) -> bytes:
+class FileTooLarge(Exception):
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"{size} bytes exceeds max_file_bytes={limit}")
+        self.size = size
+
+
+def read_bytes(uri: str, max_bytes: int | None = None) -> bytes:
+    """The file's bytes; ``FileTooLarge`` from its size, before any is read, when over ``max_bytes``."""
+    limit = max_bytes if max_bytes is not None else -1
     if uri.startswith("file://"):  # the common local case, without fsspec's per-call overhead
         with open(uri.removeprefix("file://"), "rb") as fh:
-            return fh.read()
-    fs, path = fsspec.core.url_to_fs(uri)
-    return fs.cat_file(path)
+            if 0 <= limit < (size := os.fstat(fh.fileno()).st_size):
+                raise FileTooLarge(size, limit)
+            data = fh.read(limit + 1 if limit >= 0 else -1)  # a file growing while read stops one byte over
+    else:
+        fs, path = fsspec.core.url_to_fs(uri)
+        if 0 <= limit < (size := fs.size(path)):
+            raise FileTooLarge(size, limit)
+        data = fs.cat_file(path)
+    if 0 <= limit < len(data):
+        raise FileTooLarge(len(data), limit)
+    return data
