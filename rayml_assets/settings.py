@@ -8,12 +8,15 @@ variable; secrets are never written in a profile, they come from ``EnvVar``.
 from __future__ import annotations
 
 import os
+import re
 import string
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rayml_assets.lib.common import secrets
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 DEFAULT_PROFILE = "local"
@@ -77,6 +80,10 @@ class Profile(BaseModel):
     taxonomy: list[str] | None = None
     ray_address: str | None = None
     ray_num_cpus: int | None = None
+    # Joining a cluster with token auth (docs/training.md): a token FILE path, never the token;
+    # the token may also come from RAY_AUTH_TOKEN. None mode: token when a token is found.
+    ray_auth_token_path: str | None = None
+    ray_auth_mode: Literal["token", "disabled"] | None = None
     databricks: DatabricksSettings | None = None
     azure_monitor: AzureMonitorSettings | None = None
 
@@ -97,18 +104,34 @@ def profile_name() -> str:
     return os.environ.get("RAYML_PROFILE", DEFAULT_PROFILE)
 
 
-def _expand(value, env: dict[str, str]):
+# A profile is named, not a path: RAYML_PROFILE=../x must not read a file outside PROFILES_DIR.
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def _expand(value, env: dict[str, str], where: str = ""):
+    """``value`` with ``${VAR}`` filled in; an unset or secret variable is a :class:`ProfileError`."""
     if isinstance(value, str):
-        return string.Template(value).safe_substitute(env)
+        template = string.Template(value)
+        for var in template.get_identifiers():
+            if var not in env:
+                raise ProfileError(f"{where or 'a value'} names ${{{var}}}, which is not set in the environment")
+            if secrets.is_secret_name(var) or secrets.looks_like_secret(env[var]):
+                raise ProfileError(
+                    f"{where or 'a value'} names ${{{var}}}, a secret: secrets are read through EnvVar "
+                    "or a secret scope, never written into a profile"
+                )
+        return template.safe_substitute(env)
     if isinstance(value, list):
-        return [_expand(v, env) for v in value]
+        return [_expand(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _expand(v, env) for k, v in value.items()}
+        return {k: _expand(v, env, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
     return value
 
 
 def load_profile(name: str | None = None) -> Profile:
     name = name or profile_name()
+    if not _PROFILE_NAME.fullmatch(name):
+        raise ProfileError(f"RAYML_PROFILE {name!r} is not a profile name (letters, digits, '_' and '-')")
     path = PROFILES_DIR / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
@@ -116,11 +139,14 @@ def load_profile(name: str | None = None) -> Profile:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise ProfileError(f"profile {path} is not valid YAML: {exc}") from exc
+        raise ProfileError(secrets.redact(f"profile {path} is not valid YAML: {exc}")) from None
     if not isinstance(raw, dict):
         raise ProfileError(f"profile {path} must be a mapping, got {type(raw).__name__}")
     env = {**os.environ, "RAYML_HOME": str(rayml_home())}
     try:
         return Profile(name=name, **_expand(raw, env))
+    except ProfileError as exc:
+        raise ProfileError(f"profile {path}: {exc}") from None
     except (ValidationError, TypeError) as exc:
-        raise ProfileError(f"profile {path} is malformed: {exc}") from exc
+        # Pydantic quotes the offending input: a value expanded from the environment must not leak.
+        raise ProfileError(secrets.redact(f"profile {path} is malformed: {exc}")) from None

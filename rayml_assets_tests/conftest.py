@@ -7,6 +7,9 @@ import pytest
 from dagster import DagsterInstance
 
 os.environ.setdefault("RAYML_PROFILE", "local")
+# The cloud profiles name their storage account by this variable, and a profile naming an unset
+# variable does not load; tests of those profiles run as a deployment would, with it set.
+os.environ.setdefault("RAYML_STORAGE_ACCOUNT", "raymltest")
 
 from rayml_assets.sample import write_batches  # noqa: E402
 from rayml_assets.settings import load_profile  # noqa: E402

@@ -24,7 +24,6 @@ import importlib.metadata
 import importlib.util
 import os
 import pkgutil
-import re
 import sys
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -40,6 +39,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from rayml_assets.lib.common import secrets
 from rayml_assets.lib.common.contract import RAY_KEY
 from rayml_assets.lib.common.pipes_runtime import ray_with_address
 from rayml_assets.settings import Profile
@@ -55,14 +55,6 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 # Non-secret variables a task script may need; nothing else is sent on purpose.
 LOCAL_ENV_WHITELIST = (*TELEMETRY_OFF, "RAYML_HOME", "RAYML_STORAGE_ACCOUNT", "PYTHONPATH")
 REMOTE_ENV_WHITELIST = ("RAYML_STORAGE_ACCOUNT",)
-# A key with one of these words is refused in extras/env: secrets travel only as EnvVar.
-# Whole words, so that e.g. ``max_tokens`` or ``tokenizer`` stay allowed.
-_SECRET_WORDS = re.compile(
-    r"(?:^|[^A-Z0-9])(?:TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?|PRIVATE_KEY|API_KEY|ACCESS_KEY)"
-    r"(?:$|[^A-Z0-9])"
-)
-
-
 class UnknownTaskError(ValueError):
     """The named task has no script in the tasks package."""
 
@@ -153,14 +145,17 @@ def _leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def check_no_secrets(**payloads: Mapping[str, Any] | None) -> None:
-    """Refuse secret-looking keys, and values equal to a secret in this process's environment."""
-    secret_values = {v for k, v in os.environ.items() if v and _SECRET_WORDS.search(k.upper())}
+    """Refuse secret-looking keys, values equal to a secret in this process's environment, and
+    values shaped like a secret (a connection string, a personal access token)."""
+    known = secrets.secret_values()
     for name, payload in payloads.items():
         for path, value in _leaves(payload or {}):
-            if _SECRET_WORDS.search(path.upper()):
+            if secrets.is_secret_name(path):
                 raise SecretInPayloadError(f"{name} key {path!r} looks like a secret; use EnvVar")
-            if isinstance(value, str) and value in secret_values:
+            if isinstance(value, str) and value in known:
                 raise SecretInPayloadError(f"{name} value at {path!r} is a secret from the environment")
+            if isinstance(value, str) and secrets.looks_like_secret(value):
+                raise SecretInPayloadError(f"{name} value at {path!r} is shaped like a secret; use EnvVar")
 
 
 def whitelisted_env(keys: tuple[str, ...]) -> dict[str, str]:
