@@ -10,9 +10,9 @@ step times and the ratios, measured in this run (no timed asserts). Goal: wall /
 
 `--small` passes a one-trial, one-epoch, one-worker tuning config and lowers registered_model's
 accuracy gate to 0 so the whole selection runs (and a smaller sample with `--limit`), so the run
-takes minutes, not tens of minutes; the output says what was run. The default executor runs each
-step, asset checks included, in its own process, which loads the code location again: the gap
-between wall time and step time is mostly those starts.
+takes minutes, not tens of minutes; the output says what was run. With local compute the run
+executes in process (the profile's executor mode), so the code location loads once per run; in
+multiprocess mode each step's process would load it again, and that was the gap before.
 """
 
 import argparse
