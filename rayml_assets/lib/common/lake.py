@@ -180,12 +180,17 @@ def merge_insert_new(
     schema: pa.Schema,
     metadata: dict[str, str] | None = None,
     storage_options: dict | None = None,
+    target_filter: str | None = None,
 ) -> dict:
     """Insert the rows whose ``key`` is not yet in the table, in one atomic commit.
 
     Returns the merge metrics (``num_target_rows_inserted`` and so on). Concurrent
     callers with overlapping rows are safe: a conflicting commit is retried against
     the new table state, so nothing is lost or duplicated.
+
+    ``target_filter`` (SQL on the target ``t``) limits the rows the merge reads, and so its
+    memory: the files its statistics rule out are skipped. The caller guarantees that no
+    row outside it can match (``rows`` already leave out the keys it knew when it started).
     """
     rows = rows.cast(schema)
 
@@ -197,7 +202,7 @@ def merge_insert_new(
         return (
             table.merge(
                 rows,
-                predicate=f"t.{key} = s.{key}",
+                predicate=f"t.{key} = s.{key}" + (f" AND ({target_filter})" if target_filter else ""),
                 source_alias="s",
                 target_alias="t",
                 writer_properties=writer_properties(schema),

@@ -14,6 +14,7 @@ import os
 import tempfile
 import unicodedata
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -26,12 +27,14 @@ from rayml_assets.lib.common.images import (
     sha256_hex,
     validate_image,
 )
-from rayml_assets.lib.dataset.landing import FileTooLarge, LandedFile, read_bytes
+from rayml_assets.lib.dataset import pool_hygiene
+from rayml_assets.lib.dataset.landing import FileTooLarge, LandedFile, NotARegularFile, read_bytes
 
 # Below this many new files a process pool costs more than it saves.
 MIN_FILES_FOR_POOL = 64
 # Larger files are refused from their size, before they are read into memory.
 DEFAULT_MAX_FILE_BYTES = 256 * 2**20
+DEFAULT_BATCH_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class IngestPolicy:
     # with this on (one stat per file), as the landing sensor's runs do.
     check_every_file: bool = False
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    # Files are checked and committed in batches of about this many bytes (by their listed size),
+    # so an ingest's memory does not grow with the landing; each batch is its own commits.
+    batch_bytes: int = DEFAULT_BATCH_BYTES
 
     def fingerprint(self) -> str:
         """Identity of what decides a rejection: when it changes, every rejected file is checked again."""
@@ -81,6 +87,28 @@ def quarantine_row(item: LandedFile, reason: RejectReason, detail: str, size: in
     }
 
 
+class ReadRejected(ImageRejected):
+    """A file that could not be read, with the reason it is quarantined (or skipped in prediction)."""
+
+    def __init__(self, reason: RejectReason, detail: str, size: int | None = None):
+        super().__init__(reason, detail)
+        self.size = size
+
+
+def read_checked(uri: str, max_bytes: int | None = None) -> bytes:
+    """``landing.read_bytes``, its failures told apart as ``ReadRejected`` reasons (shared with prediction)."""
+    try:
+        return read_bytes(uri, max_bytes)
+    except FileTooLarge as exc:
+        raise ReadRejected(RejectReason.TOO_LARGE, str(exc), exc.size) from exc
+    except NotARegularFile as exc:
+        raise ReadRejected(RejectReason.NOT_A_REGULAR_FILE, str(exc)) from exc
+    except FileNotFoundError as exc:  # listed, then removed or renamed before it was read
+        raise ReadRejected(RejectReason.VANISHED, f"{type(exc).__name__}: {exc}") from exc
+    except OSError as exc:
+        raise ReadRejected(RejectReason.UNREADABLE, f"{type(exc).__name__}: {exc}") from exc
+
+
 # Set in each pool worker by _init_worker, so the known-id set is shipped once per process.
 _KNOWN_IMAGES: frozenset[str] = frozenset()
 _POLICY = IngestPolicy()
@@ -111,13 +139,9 @@ def check_file(item: LandedFile) -> tuple[str, dict]:
     if (problem := label_problem(item.label)) is not None:
         return _reject(item, RejectReason.INVALID_LABEL, problem, None)
     try:
-        data = read_bytes(item.source_uri, _POLICY.max_file_bytes)
-    except FileTooLarge as exc:
-        return _reject(item, RejectReason.TOO_LARGE, str(exc), None, exc.size)
-    except FileNotFoundError as exc:  # listed, then removed or renamed before it was read
-        return _reject(item, RejectReason.VANISHED, f"{type(exc).__name__}: {exc}", None)
-    except OSError as exc:
-        return _reject(item, RejectReason.UNREADABLE, f"{type(exc).__name__}: {exc}", None)
+        data = read_checked(item.source_uri, _POLICY.max_file_bytes)
+    except ReadRejected as exc:
+        return _reject(item, exc.reason, exc.detail, None, exc.size)
     image_id = sha256_hex(data)
     # Before the known-id test: a copy of a known image under a label outside the taxonomy is no copy to keep.
     if _POLICY.taxonomy is not None and item.label not in _POLICY.taxonomy:
@@ -149,6 +173,11 @@ def _split_bytes(outcomes: list[tuple[str, dict]]) -> list[pa.Array]:
     return images.chunks if isinstance(images, pa.ChunkedArray) else [images]  # over 2 GiB: several
 
 
+def _init_pool_worker(*init_args) -> None:
+    pool_hygiene.exit_with_parent()
+    _init_worker(*init_args)
+
+
 def _spool_path(index: int) -> str:
     return os.path.join(_SPOOL, f"chunk_{index:06d}.arrow")
 
@@ -156,6 +185,7 @@ def _spool_path(index: int) -> str:
 def _check_spooled(index: int) -> list[tuple[str, dict]]:
     """A pool worker's chunk. Its image bytes go to an Arrow file that the parent maps, instead of
     back through the pool's pipe, where the parent would spend its own time unpickling them."""
+    pool_hygiene.mark_started(_SPOOL, index)
     outcomes = check_chunk(_CHUNKS[index])
     table = pa.table({"bytes": pa.chunked_array(_split_bytes(outcomes), pa.binary())})
     with pa.OSFile(_spool_path(index), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
@@ -196,11 +226,12 @@ def _check_in_pool(
     gc.freeze()
     try:
         # Mapped spool files stay readable after the folder is removed, until their arrays are freed.
-        with tempfile.TemporaryDirectory(prefix="rayml-ingest-") as spool:
+        pool_hygiene.remove_stale_spools()
+        with tempfile.TemporaryDirectory(prefix=pool_hygiene.spool_prefix()) as spool:
             # Forked workers inherit the arguments (spawned ones get them pickled once), so no task ships files.
             init_args = (known_images, policy, spool, chunks)
             _init_worker(*init_args)  # the parent checks files too
-            with ProcessPoolExecutor(policy.workers - 1, mp_context=ctx, initializer=_init_worker, initargs=init_args) as pool:
+            with ProcessPoolExecutor(policy.workers - 1, mp_context=ctx, initializer=_init_pool_worker, initargs=init_args) as pool:
                 futures = [pool.submit(_check_spooled, i) for i in range(len(chunks))]
                 # The parent is the last worker: it takes chunks from the end until it meets one a
                 # worker has started. Its share skips the spool, and one process fewer is forked.
@@ -210,9 +241,14 @@ def _check_in_pool(
                         break
                     outcomes = check_chunk(chunks[i])
                     results[i] = (outcomes, _split_bytes(outcomes))
-                for i, future in enumerate(futures):
-                    if results[i] is None:
-                        results[i] = (future.result(), _read_spooled(i))
+                try:
+                    for i, future in enumerate(futures):
+                        if results[i] is None:
+                            results[i] = (future.result(), _read_spooled(i))
+                except BrokenProcessPool as exc:
+                    finished = {i for i, result in enumerate(results) if result is not None}
+                    finished |= {i for i, f in enumerate(futures) if f.done() and not f.cancelled() and f.exception() is None}
+                    raise pool_hygiene.died_error(spool, chunks, finished) from exc
                 return results
     finally:
         gc.unfreeze()

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,7 +28,7 @@ from rayml_assets.lib.common.images import sha256_hex
 from rayml_assets.lib.common.listing import filesystem
 from rayml_assets.lib.dataset.file_checks import IngestPolicy, check_all
 from rayml_assets.lib.dataset.landing import MANIFEST_SUFFIX, LandedFile, digest_lines, read_manifest, scan_folder
-from rayml_assets.lib.dataset.reconcile import commit_raw, last_outcomes, needs_check, plan_ingest
+from rayml_assets.lib.dataset.reconcile import Plan, commit_raw, last_outcomes, needs_check, plan_ingest
 
 
 @dataclass
@@ -152,6 +153,9 @@ def ingest(
 ) -> IngestResult:
     """Ingest ``files`` (default: the whole landing location) into ``raw_images`` and ``quarantine``."""
     batch_id = batch_id or uuid.uuid4().hex[:12]
+    if not _BATCH_ID.fullmatch(batch_id):
+        raise ValueError(f"batch_id {batch_id!r} must be letters, digits, '-' or '_'")
+    started = datetime.now(timezone.utc)
     raw_uri = lake.table_uri(lake_root, lake.RAW_IMAGES)
     q_uri = lake.table_uri(lake_root, lake.QUARANTINE)
     index_uri = lake.table_uri(lake_root, lake.LANDING_INDEX)
@@ -179,44 +183,58 @@ def ingest(
         p for p, item in enumerate(items)
         if item.size is None or needs_check(last.get(item.fingerprint), policy_fp)
     ]
-    outcomes, images = (
-        check_all([items[p] for p in todo], policy, _known_ids(raw_uri, "image_id", storage_options))
-        if todo
-        else ([], pa.chunked_array([], pa.binary()))  # an unchanged landing: nothing is read, not even the known ids
-    )
-    plan = plan_ingest(
-        items, todo, outcomes, last,
-        lambda ids: _recorded(raw_uri, ids, storage_options),
-        _present_outside(items) if files is not None else lambda uri: False,  # a whole listing shows every file
-        _known_ids(q_uri, "quarantine_id", storage_options) if todo else frozenset(),
-        policy_fp, batch_id, datetime.now(timezone.utc),
-    )
+    known_images = _known_ids(raw_uri, "image_id", storage_options) if todo else frozenset()
+    known_q = _known_ids(q_uri, "quarantine_id", storage_options) if todo else frozenset()
     tags = {"rayml.batch_id": batch_id, "rayml.landing_uri": landing_uri}
-    inserted = 0
-    # Commit order matters: the index is written last, so a crash before it only
-    # means those files are read again next time (and then found by their hash),
-    # and its recorded state always describes a completed ingest.
-    if plan.inserts or plan.updates or plan.deletes or not lake.exists(raw_uri, storage_options):
-        inserts = _raw_table(plan.inserts, images.filter(pa.array(plan.insert_mask, pa.bool_())))
-        inserted = commit_raw(raw_uri, inserts, plan, tags, storage_options)
-    if plan.quarantine:
-        lake.merge_insert_new(
-            q_uri, pa.Table.from_pylist(plan.quarantine, schema=lake.QUARANTINE_SCHEMA), "quarantine_id",
-            lake.QUARANTINE_SCHEMA, tags, storage_options,
+    total = Plan(already_present=len(items) - len(todo))
+    batches = list(_batches(items, todo, policy.batch_bytes)) or [[]]
+    for number, positions in enumerate(batches, start=1):
+        outcomes, images = (
+            check_all([items[p] for p in positions], policy, known_images)
+            if positions
+            else ([], pa.chunked_array([], pa.binary()))  # an unchanged landing: nothing is read
         )
-    summary = _summarize(raw_uri, len(items), storage_options)
-    digests = {_STATE_DIGEST: landed.digest(), _STATE_FOLDERS: landed.folder_digest}
-    state = {_STATE_SUMMARY: json.dumps(summary.__dict__), _STATE_POLICY: policy_fp, _STATE_RECHECK: str(plan.recheck)}
-    state |= {key: value for key, value in digests.items() if value}
-    # Appended, not merged: later rows of a fingerprint win (reconcile.last_outcomes).
-    lake.append(
-        index_uri, pa.Table.from_pylist(plan.index_rows, schema=lake.LANDING_INDEX_SCHEMA), lake.LANDING_INDEX_SCHEMA,
-        tags | state, storage_options,
-    )
+        plan = plan_ingest(
+            items, positions, outcomes, last,
+            lambda ids: _recorded(raw_uri, ids, storage_options),
+            _present_outside(items) if files is not None else lambda uri: False,  # a whole listing shows every file
+            known_q, policy_fp, batch_id, datetime.now(timezone.utc),
+        )
+        plan.already_present -= len(items) - len(positions)  # the planner counts every other file as present
+        inserted = 0
+        # Commit order matters: the index is written last, so a crash before it only
+        # means those files are read again next time (and then found by their hash).
+        if plan.inserts or plan.updates or plan.deletes or not lake.exists(raw_uri, storage_options):
+            inserts = _raw_table(plan.inserts, images.filter(pa.array(plan.insert_mask, pa.bool_())))
+            inserted = commit_raw(raw_uri, inserts, plan, tags, storage_options, _written_by_others(batch_id, started))
+        del images, outcomes  # this batch's bytes are in the table now
+        pa.default_memory_pool().release_unused()  # or the allocator keeps each batch's peak as its own
+        if plan.quarantine:
+            lake.merge_insert_new(
+                q_uri, pa.Table.from_pylist(plan.quarantine, schema=lake.QUARANTINE_SCHEMA), "quarantine_id",
+                lake.QUARANTINE_SCHEMA, tags, storage_options,
+            )
+        # Later batches see this one as if an earlier ingest had recorded it.
+        last |= {row["fingerprint"]: (row["outcome"], row["image_id"]) for row in plan.index_rows}
+        known_images |= {row["image_id"] for row in plan.inserts}
+        known_q |= {row["quarantine_id"] for row in plan.quarantine}
+        total.absorb(plan, inserted)
+        state = {"rayml.ingest_batch": f"{number}/{len(batches)}"}
+        if number == len(batches):  # only a completed ingest records the state the shortcut trusts
+            summary = _summarize(raw_uri, len(items), storage_options)
+            digests = {_STATE_DIGEST: landed.digest(), _STATE_FOLDERS: landed.folder_digest}
+            state |= {_STATE_SUMMARY: json.dumps(summary.__dict__), _STATE_POLICY: policy_fp, _STATE_RECHECK: str(total.recheck)}
+            state |= {key: value for key, value in digests.items() if value}
+        # Appended, not merged: later rows of a fingerprint win (reconcile.last_outcomes).
+        lake.append(
+            index_uri, pa.Table.from_pylist(plan.index_rows, schema=lake.LANDING_INDEX_SCHEMA), lake.LANDING_INDEX_SCHEMA,
+            tags | state, storage_options,
+        )
+    plan = total
     return IngestResult(
         batch_id=batch_id,
         delta_version=summary.version,
-        rows_added=inserted,
+        rows_added=plan.inserted,
         total_rows=summary.total_rows,
         files_seen=len(items),
         already_present=plan.already_present,
@@ -225,10 +243,36 @@ def ingest(
         label_counts=summary.label_counts,
         content_hash=summary.content_hash,
         relabeled=plan.relabeled,
-        label_conflicts_removed=len(plan.deletes),
+        label_conflicts_removed=plan.removed,
         recovered=plan.recovered,
         recheck=plan.recheck,
     )
+
+
+_BATCH_ID = re.compile(r"[A-Za-z0-9_-]+")
+# How long before this ingest's start another writer's rows may be stamped (ingested_at is set
+# when a batch is planned, before its commit): a batch takes seconds, the margin is generous.
+_CONCURRENT_WINDOW = timedelta(hours=1)
+
+
+def _written_by_others(batch_id: str, started: datetime) -> str:
+    """The raw_images rows this ingest's known ids may miss: other writers', stamped in its window.
+    Its own earlier batches and everything older are known, so their files are not read."""
+    return f"t.batch_id <> '{batch_id}' AND t.ingested_at >= '{(started - _CONCURRENT_WINDOW).isoformat()}'"
+
+
+def _batches(items: list[LandedFile], todo: list[int], batch_bytes: int) -> Iterator[list[int]]:
+    """``todo`` in listing order, cut where the listed sizes reach ``batch_bytes`` (a file of unknown size counts 0)."""
+    batch: list[int] = []
+    size = 0
+    for position in todo:
+        if batch and size + (items[position].size or 0) > batch_bytes:
+            yield batch
+            batch, size = [], 0
+        batch.append(position)
+        size += items[position].size or 0
+    if batch:
+        yield batch
 
 
 def _recorded(raw_uri: str, image_ids: set[str], storage_options: dict | None) -> dict[str, tuple[str, str]]:

@@ -71,10 +71,20 @@ class Plan:
     relabeled: int = 0
     recovered: int = 0  # files whose last outcome was a rejection and that are accepted now
     recheck: int = 0  # transient rejections: the next ingest reads these files again
+    inserted: int = 0  # rows the commits inserted (set by the caller)
+    removed: int = 0  # images the commits took out for a label conflict
 
     @property
     def quarantined(self) -> Counter:
         return Counter(row["reason"] for row in self.quarantine)
+
+    def absorb(self, batch: Plan, inserted: int) -> None:
+        """Add one committed batch's counts (and its quarantine rows, for their reasons) to this total."""
+        for name in ("already_present", "duplicates", "relabeled", "recovered", "recheck"):
+            setattr(self, name, getattr(self, name) + getattr(batch, name))
+        self.quarantine += batch.quarantine
+        self.inserted += inserted
+        self.removed += len(batch.deletes)
 
 
 @dataclass(frozen=True)
@@ -206,10 +216,16 @@ def plan_ingest(
 _ACTION = "rayml_action"
 
 
-def commit_raw(uri: str, inserts: pa.Table, plan: Plan, metadata: dict[str, str], storage_options: dict | None) -> int:
-    """Inserts, relabels and conflict removals in one atomic commit; returns the rows inserted."""
+def commit_raw(
+    uri: str, inserts: pa.Table, plan: Plan, metadata: dict[str, str], storage_options: dict | None, others: str | None = None
+) -> int:
+    """Inserts, relabels and conflict removals in one atomic commit; returns the rows inserted.
+
+    ``others`` (a target filter) names the rows another writer may have added since the caller
+    read the known ids: an insert-only commit reads just those, not the whole table.
+    """
     if not plan.updates and not plan.deletes:
-        metrics = lake.merge_insert_new(uri, inserts, "image_id", lake.RAW_SCHEMA, metadata, storage_options)
+        metrics = lake.merge_insert_new(uri, inserts, "image_id", lake.RAW_SCHEMA, metadata, storage_options, others)
         return int(metrics.get("num_target_rows_inserted", 0))
     changes = plan.updates + [{"image_id": image_id} for image_id in plan.deletes]
     source = pa.concat_tables([inserts.cast(lake.RAW_SCHEMA), pa.Table.from_pylist(changes, schema=lake.RAW_SCHEMA)])

@@ -61,16 +61,18 @@ def predictions_step(params: DriftTaskParams, step: PredictStep, champion: Champ
             on_progress=lambda done, total, day=day: log(f"{day}: predicted {done}/{total} files"),
         )
         version = write_predictions(uri, result, options)
-        for source_uri, why in result.skipped:
-            log(f"{day}: skipped undecodable {source_uri}: {why}")
+        for bad in result.skipped:
+            log(f"{day}: skipped {bad.source_uri}: {bad.reason}: {bad.detail}")
+        skipped = result.skipped_summary()
         log(f"{day}: wrote {result.table.num_rows} predictions (Delta version {version})")
         out.append(
             {
                 "date": day,
                 "dagster/row_count": result.table.num_rows,
                 "n_files": result.n_files,
-                "n_skipped": len(result.skipped),
-                "skipped_files": typed([u for u, _ in result.skipped][:50], "json"),
+                "n_skipped": skipped["n_skipped"],
+                "skipped_by_reason": typed(skipped["skipped_by_reason"], "json"),
+                "skipped_files": typed(skipped["skipped_files"], "json"),  # the first few, with reasons
                 "predictions_version": version,
                 "table_uri": typed(uri, "path"),
                 "is_empty": result.is_empty,

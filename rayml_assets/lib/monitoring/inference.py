@@ -8,27 +8,30 @@ the SHAP test images are the pixels that model saw, not today's table.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import torch
-from PIL import UnidentifiedImageError
 
 from rayml_assets.lib.common import lake
 from rayml_assets.lib.common.contract import ChampionRef, MlflowSettings
-from rayml_assets.lib.common.images import decode_to_array, sha256_hex
+from rayml_assets.lib.common.image_limits import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
+from rayml_assets.lib.common.images import ImageRejected, decode_to_array, sha256_hex
+from rayml_assets.lib.dataset.file_checks import DEFAULT_MAX_FILE_BYTES, read_checked
 from rayml_assets.lib.monitoring.contract import DEFAULT_BATCH_SIZE, ChampionMetadata
-from rayml_assets.lib.monitoring.production import DEFAULT_MAX_FILES_PER_DAY, list_production_files, partition_key, read_files
+from rayml_assets.lib.monitoring.production import DEFAULT_MAX_FILES_PER_DAY, list_production_files, partition_key
 
 log = logging.getLogger(__name__)
 
 CHAMPION_ALIAS = "champion"
-_DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
+SKIPPED_EXAMPLES = 10  # skipped files named in the metadata; the count covers them all
 
 
 class NoChampionError(LookupError):
@@ -127,17 +130,31 @@ def predict_images(
 # ---------------------------------------------------------------- the predictions table
 
 
+class SkippedFile(NamedTuple):
+    source_uri: str
+    reason: str  # a RejectReason value: what ingest would have quarantined it as
+    detail: str
+
+
 @dataclass
 class DayPredictions:
     date: str
     table: pa.Table  # PREDICTIONS_SCHEMA; zero rows for an empty day
     embeddings: np.ndarray  # [N, D], aligned with the table rows
     n_files: int
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source_uri, why) of undecodable files
+    skipped: list[SkippedFile] = field(default_factory=list)  # unreadable or undecodable files
 
     @property
     def is_empty(self) -> bool:
         return self.table.num_rows == 0
+
+    def skipped_summary(self, max_examples: int = SKIPPED_EXAMPLES) -> dict:
+        """How many files were skipped, by reason, and the first few with their reasons."""
+        return {
+            "n_skipped": len(self.skipped),
+            "skipped_by_reason": dict(sorted(Counter(s.reason for s in self.skipped).items())),
+            "skipped_files": [s._asdict() for s in self.skipped[:max_examples]],
+        }
 
 
 def predictions_table(
@@ -181,25 +198,30 @@ def predict_day(
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_files: int = DEFAULT_MAX_FILES_PER_DAY,
     on_progress: Callable[[int, int], None] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> DayPredictions:
     """Predict every image landed for ``date``. An empty day gives an empty table, not an error.
 
-    Undecodable files are skipped and listed (production data is not validated
-    on landing; one bad upload must not block the day).
+    Production data is not validated on landing, so each file passes ingest's checks
+    here: one that ingest would quarantine (special file, too large, bomb, corrupt,
+    disallowed format) is skipped with its reason; one bad upload must not block the day.
     """
     key = partition_key(date)
     files = list_production_files(production_root, key, max_files)
     uris: list[str] = []
     images: list[bytes] = []
-    skipped: list[tuple[str, str]] = []
+    skipped: list[SkippedFile] = []
     outputs: list[tuple[np.ndarray, np.ndarray]] = []
+    limits = {"allowed_formats": DEFAULT_ALLOWED_FORMATS, "max_pixels": max_pixels}
     for part in _batches(len(files), batch_size):
         arrays = []
-        for f, data in zip(files[part], read_files(files[part])):
+        for f in files[part]:
             try:
-                arrays.append(decode_to_array(data, champion.image_size, champion.channels))
-            except _DECODE_ERRORS as exc:
-                skipped.append((f.source_uri, f"{type(exc).__name__}: {exc}"))
+                data = read_checked(f.source_uri, max_file_bytes)
+                arrays.append(decode_to_array(data, champion.image_size, champion.channels, **limits))
+            except ImageRejected as exc:
+                skipped.append(SkippedFile(f.source_uri, exc.reason.value, exc.detail))
                 continue
             uris.append(f.source_uri)
             images.append(data)

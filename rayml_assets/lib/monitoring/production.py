@@ -2,7 +2,7 @@
 
 Layout (any fsspec URI: a plain path, ``file://``, ``abfss://``, ``s3://`` ...)::
 
-    {production_landing}/{YYYY-MM-DD}/<anything>.png|.jpg|.jpeg   one folder per day
+    {production_landing}/{YYYY-MM-DD}/<anything>.png|.jpg|...    one folder per day (IMAGE_SUFFIXES)
     {feedback_landing}/{YYYY-MM-DD}.csv                           one CSV per day
 
 A day folder is exactly one daily partition key of ``predictions`` and of the
@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # numpy loads where feedback is joined, not with the sensors
 from rayml_assets.lib.common.listing import file_uri, visible_path
 from rayml_assets.lib.common.listing import filesystem as _fs
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# The formats ingest accepts (image_limits.DEFAULT_ALLOWED_FORMATS); a camera's MPO is a JPEG.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".mpo", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DEFAULT_MAX_FILES_PER_DAY = 50_000
 _KEY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _KEY_IN_PATH_RE = re.compile(r"(?:^|/)(\d{4}-\d{2}-\d{2})(?:/|\.csv$)")
@@ -142,14 +143,6 @@ def list_production_files(
             )
         files.append(ProductionFile(file_uri(fs, path), path))
     return files
-
-
-def read_files(files: list[ProductionFile]) -> list[bytes]:
-    """Read files in order; one filesystem call per file keeps memory bounded by the day size."""
-    if not files:
-        return []
-    fs, _ = _fs(files[0].source_uri)
-    return [fs.cat_file(f.path) for f in files]
 
 
 # ---------------------------------------------------------------- feedback
