@@ -41,10 +41,15 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return fs, path.rstrip("/")
 
 
-def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+@functools.cache
+def _local_filesystem_class() -> type:
     from fsspec.implementations.local import LocalFileSystem
 
-    return isinstance(fs, LocalFileSystem)
+    return LocalFileSystem
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return isinstance(fs, _local_filesystem_class())
 
 
 def raw_stamp(info: dict[str, Any]) -> Any:
