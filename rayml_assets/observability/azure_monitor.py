@@ -249,7 +249,7 @@ def handler_from_profile(profile: Profile, **options: Any) -> AzureMonitorHandle
 def attach_to_root_logger(
     profile: Profile, *, run_id: str = "", level: int = logging.INFO
 ) -> AzureMonitorHandler | None:
-    """Ship this process's logs (training workers, Pipes job scripts); idempotent.
+    """Ship this process's logs (training workers, Pipes task scripts); idempotent.
 
     Lowers the root logger to ``level`` if it is stricter, so INFO records of
     the job reach the handler.

@@ -6,7 +6,7 @@ fluent MLflow run per Dagster *run* in the resource's set-up, and its
 ``end_mlflow_on_run_finished`` hook ends that run after the last op in topological
 order, which misfires when only a subset of assets is materialized. Our runs are
 per *asset* (a tuning parent run, one version per registration) and are created
-inside the Pipes job scripts, which may run on Databricks, so the resource only
+inside the Pipes task scripts, which may run on Databricks, so the resource only
 carries *where* MLflow is; see docs/training.md.
 """
 

@@ -1,5 +1,5 @@
 """The whole asset graph on a tiny dataset, on one temporary instance: real Delta, fastdup, Ray (through the
-Pipes job scripts), MLflow on sqlite, alibi-detect and SHAP.
+Pipes task scripts), MLflow on sqlite, alibi-detect and SHAP.
 
 The chain is trained once per module (the ``stack`` fixture); each test then exercises one part of it.
 """
@@ -179,7 +179,7 @@ def test_monitoring_without_a_champion_fails_with_a_clear_message(stack):
 
 
 def test_a_failed_training_job_surfaces_its_error_and_logs_and_writes_nothing(stack):
-    """A Pipes job that fails half-way: the run shows the script's error and its logs, and no table,
+    """A Pipes task that fails half-way: the run shows the script's error and its logs, and no table,
     registered model or tuned_model materialization moves."""
     resources, instance, profile = stack["resources"], stack["instance"], stack["profile"]
     table_versions = {name: lake.current_version(lake.table_uri(profile.lake_root, name))

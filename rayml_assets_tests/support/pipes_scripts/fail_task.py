@@ -1,4 +1,4 @@
-"""Test-only job: fails the way a broken job does, with its own message."""
+"""Test-only task: fails the way a broken task script does, with its own message."""
 
 from rayml_assets.lib.common.pipes_runtime import task_runtime
 

@@ -1,4 +1,4 @@
-"""Test-only job: reports what it was given, the way a real job reports its results."""
+"""Test-only task: reports what it was given, the way a real task script reports its results."""
 
 import os
 import sys
