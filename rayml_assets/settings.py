@@ -20,6 +20,8 @@ from rayml_assets.lib.common import secrets
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 DEFAULT_PROFILE = "local"
+# A user's own profile file, outside the package (same schema; may start with ``extends: local``).
+PROFILE_FILE_ENV = "RAYML_PROFILE_FILE"
 
 
 class ProfileError(ValueError):
@@ -128,20 +130,56 @@ def _expand(value, env: dict[str, str], where: str = ""):
     return value
 
 
-def load_profile(name: str | None = None) -> Profile:
-    name = name or profile_name()
+def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """A profile file's mapping, with the packaged profile it ``extends`` underneath it."""
+    if path in seen:
+        raise ProfileError(f"profile {path} extends itself through {[str(p) for p in seen]}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ProfileError(f"profile file {path} cannot be read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ProfileError(secrets.redact(f"profile {path} is not valid YAML: {exc}")) from None
+    if not isinstance(raw, dict):
+        raise ProfileError(f"profile {path} must be a mapping, got {type(raw).__name__}")
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    return _merged(_read(_packaged_path(str(base)), (*seen, path)), raw)
+
+
+def _merged(base: dict, override: dict) -> dict:
+    """``override`` over ``base``; nested mappings (``databricks``) are merged key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _packaged_path(name: str) -> Path:
     if not _PROFILE_NAME.fullmatch(name):
         raise ProfileError(f"RAYML_PROFILE {name!r} is not a profile name (letters, digits, '_' and '-')")
     path = PROFILES_DIR / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
         raise ProfileError(f"unknown RAYML_PROFILE {name!r}; known profiles: {known}")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ProfileError(secrets.redact(f"profile {path} is not valid YAML: {exc}")) from None
-    if not isinstance(raw, dict):
-        raise ProfileError(f"profile {path} must be a mapping, got {type(raw).__name__}")
+    return path
+
+
+def load_profile(name: str | None = None) -> Profile:
+    """The profile named ``name`` (a packaged one), or without a name the user's file
+    (``RAYML_PROFILE_FILE``) when it is set, else the packaged ``RAYML_PROFILE``."""
+    user_file = os.environ.get(PROFILE_FILE_ENV)
+    if name is None and user_file:
+        path = Path(user_file).expanduser()
+        raw = _read(path)
+        name = str(raw.pop("name", None) or path.stem)
+        if not _PROFILE_NAME.fullmatch(name):
+            raise ProfileError(f"profile {path}: name {name!r} must be letters, digits, '_' and '-'")
+    else:
+        name = name or profile_name()
+        path = _packaged_path(name)
+        raw = _read(path)
     env = {**os.environ, "RAYML_HOME": str(rayml_home())}
     try:
         return Profile(name=name, **_expand(raw, env))

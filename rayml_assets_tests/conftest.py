@@ -7,6 +7,7 @@ import pytest
 from dagster import DagsterInstance
 
 os.environ.setdefault("RAYML_PROFILE", "local")
+os.environ.pop("RAYML_PROFILE_FILE", None)  # a user's own profile must not steer the suite
 # The cloud profiles name their storage account by this variable, and a profile naming an unset
 # variable does not load; tests of those profiles run as a deployment would, with it set.
 os.environ.setdefault("RAYML_STORAGE_ACCOUNT", "raymltest")

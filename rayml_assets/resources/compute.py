@@ -53,7 +53,7 @@ PROJECT_NAME = "rayml_assets"
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 # Non-secret variables a task script may need; nothing else is sent on purpose.
-LOCAL_ENV_WHITELIST = (*TELEMETRY_OFF, "RAYML_HOME", "RAYML_STORAGE_ACCOUNT", "PYTHONPATH")
+LOCAL_ENV_WHITELIST = (*TELEMETRY_OFF, "RAYML_HOME", "RAYML_PROFILE_FILE", "RAYML_STORAGE_ACCOUNT", "PYTHONPATH")
 REMOTE_ENV_WHITELIST = ("RAYML_STORAGE_ACCOUNT",)
 class UnknownTaskError(ValueError):
     """The named task has no script in the tasks package."""
