@@ -11,6 +11,7 @@ import pkgutil
 from dagster import (
     AssetChecksDefinition,
     AssetsDefinition,
+    AssetSpec,
     Definitions,
     JobDefinition,
     ScheduleDefinition,
@@ -55,7 +56,7 @@ def resources_for(profile: Profile) -> dict:
 
 
 _KINDS = {
-    "assets": (AssetsDefinition,),
+    "assets": (AssetsDefinition, AssetSpec),  # specs: the external landings
     "asset_checks": (AssetChecksDefinition,),
     "jobs": (JobDefinition, UnresolvedAssetJobDefinition),
     "sensors": (SensorDefinition,),

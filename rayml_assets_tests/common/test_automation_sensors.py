@@ -254,3 +254,19 @@ def test_automation_resolves_against_the_contracted_assets():
     at = datetime(2026, 1, 6, 2, 0, tzinfo=timezone.utc)
     [request] = schedule.evaluate_tick(build_schedule_context(scheduled_execution_time=at)).run_requests
     assert request.partition_key == (at - timedelta(days=1)).date().isoformat()
+
+
+def test_sensors_observe_their_landing_so_the_graph_starts_where_data_enters(instance, landing):
+    write_batches(Path(landing.images_uri), batches=3, only_batch=0, limit=30)
+    found = tick(landing_sensor, instance, landing=landing)
+    [seen] = found.asset_events
+    assert seen.asset_key.to_user_string() == "image_landing"
+    assert seen.metadata["files_found"].value == 20 and seen.metadata["files_pending"].value == 20
+    assert seen.metadata["newest_file"].value.endswith(".png")
+    assert not tick(landing_sensor, instance, found.cursor, landing).asset_events  # nothing new: no observation
+
+    for day in ("2026-01-03", "2026-01-04"):
+        _day_folder(landing.production_uri, day)
+    [day_seen] = tick(production_sensor, instance, landing=landing).asset_events
+    assert day_seen.asset_key.to_user_string() == "production_landing"
+    assert day_seen.metadata["newest_day"].value == "2026-01-04"

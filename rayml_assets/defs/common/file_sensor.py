@@ -21,7 +21,10 @@ import os
 from collections.abc import Callable
 
 from dagster import (
+    AssetKey,
+    AssetObservation,
     DagsterRunStatus,
+    MetadataValue,
     DefaultSensorStatus,
     RunRequest,
     RunsFilter,
@@ -62,16 +65,34 @@ KeyOf = Callable[[str], tuple[str | None, str | None]]
 MakeRequest = Callable[[str, FileSet], RunRequest]
 
 
+def _observation(landing: AssetKey, uri: str, found, pending: dict[str, FileSet]) -> AssetObservation:
+    """What a tick saw in its landing, on the landing's external asset (the UI's graph starts there)."""
+    newest = max((c.path for c in found.changes), default="")
+    keys_pending = sorted(k for k in pending if k)
+    return AssetObservation(
+        asset_key=landing,
+        metadata={
+            "uri": MetadataValue.path(uri),
+            "files_found": len(found.changes),
+            "files_pending": sum(v.count for v in pending.values()),
+            "newest_file": newest,
+            **({"newest_day": keys_pending[-1]} if keys_pending else {}),
+        },
+    )
+
+
 def file_sensor(
     context: SensorEvaluationContext,
     uri: str,
     key_of: KeyOf,
     job_name: str,
     make_request: MakeRequest,
+    landing: AssetKey,
     run_reads_everything: bool = False,
 ) -> SensorResult:
-    """``run_reads_everything``: a run covers every file there is, not only those found, so it need not
-    wait until the watcher has caught up with a long re-read of a big folder."""
+    """``landing`` is the external asset the tick's findings are observed on. ``run_reads_everything``:
+    a run covers every file there is, not only those found, so it need not wait until the watcher has
+    caught up with a long re-read of a big folder."""
     state = json.loads(context.cursor) if context.cursor else {}
     found = poll(
         tree_for(uri),
@@ -90,6 +111,7 @@ def file_sensor(
             problems.add(problem)
     if problems:
         context.log.warning(f"ignored in {uri}: " + "; ".join(sorted(problems)[:20]))
+    observed = [_observation(landing, uri, found, pending)] if found.changes else []
 
     # A key is requested after a tick that brought it nothing new, so an upload that spans ticks is
     # one run, not one per tick; but it never waits more than MAX_WAIT_TICKS (a steady trickle).
@@ -112,7 +134,7 @@ def file_sensor(
         "waited": {k: waited[k] for k in pending},
     })
     if requests:
-        return SensorResult(run_requests=requests, cursor=cursor)
+        return SensorResult(run_requests=requests, cursor=cursor, asset_events=observed)
     reasons = [f"{uri} does not exist yet"] if found.missing else []
     if len(waiting) < len(pending):
         reasons.append(f"{sum(v.count for v in pending.values())} new files in {uri}; requesting after a quiet tick")
@@ -120,7 +142,7 @@ def file_sensor(
     if problems:
         reasons.append(f"ignored in {uri}: " + "; ".join(sorted(problems)[:5]))
     reason = "; ".join(reasons) or f"no new files in {uri}"
-    return SensorResult(skip_reason=reason, cursor=cursor)
+    return SensorResult(skip_reason=reason, cursor=cursor, asset_events=observed)
 
 
 def watching_sensor(job, description: str):

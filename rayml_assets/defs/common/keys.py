@@ -16,3 +16,7 @@ PREDICTIONS = AssetKey(tables.PREDICTIONS)
 DATA_DRIFT_REPORT = AssetKey("data_drift_report")
 MODEL_DRIFT_REPORT = AssetKey("model_drift_report")
 SHAP_REPORT = AssetKey("shap_report")
+# Where data enters: external assets, observed by the sensors that watch them.
+IMAGE_LANDING = AssetKey("image_landing")
+PRODUCTION_LANDING = AssetKey("production_landing")
+FEEDBACK_LANDING = AssetKey("feedback_landing")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import RunRequest, SensorEvaluationContext, SensorResult
 
+from rayml_assets.defs.common import keys
 from rayml_assets.defs.common.file_sensor import file_sensor, file_tags, watching_sensor
 from rayml_assets.defs.dataset.jobs import ingest_landing_job
 from rayml_assets.resources.storage import LandingResource
@@ -22,6 +23,7 @@ def landing_sensor(context: SensorEvaluationContext, landing: LandingResource) -
         lambda path: (WHOLE_LANDING, None),
         ingest_landing_job.name,
         lambda _, files: RunRequest(run_key=f"landing:{files.key}", tags=file_tags(files)),
+        keys.IMAGE_LANDING,
         run_reads_everything=True,  # raw_images ingests the whole landing
     )
 

@@ -96,7 +96,7 @@ def _run_drift_step(
 
 @daily_asset(
     key=keys.PREDICTIONS,
-    deps=[keys.CHAMPION_MODEL],
+    deps=[keys.CHAMPION_MODEL, keys.PRODUCTION_LANDING],
     kinds={"delta", "pytorch"},
     description="Batch inference by the champion (pinned version) over each day's production images, "
     "in a Delta table: image_id, date, model_version, predicted label and class probabilities.",
@@ -134,7 +134,7 @@ def data_drift_report(
 
 @daily_asset(
     key=keys.MODEL_DRIFT_REPORT,
-    deps=[predictions],
+    deps=[predictions, keys.FEEDBACK_LANDING],
     kinds={"pytorch"},
     check_specs=[NO_MODEL_DEGRADATION],
     description="Model drift: the day's accuracy from feedback labels against the test-split reference "

@@ -52,6 +52,7 @@ def production_sensor(context: SensorEvaluationContext, landing: LandingResource
         production_day,
         production_job.name,
         lambda day, files: RunRequest(run_key=f"production:{day}:{files.key}", partition_key=day, tags=file_tags(files)),
+        keys.PRODUCTION_LANDING,
     )
 
 
@@ -74,6 +75,8 @@ def _feedback_request(context: SensorEvaluationContext) -> MakeRequest:
     "(and its predictions, when that partition was never materialized).",
 )
 def feedback_sensor(context: SensorEvaluationContext, landing: LandingResource) -> SensorResult:
-    return file_sensor(context, landing.feedback_uri, feedback_day, feedback_job.name, _feedback_request(context))
+    return file_sensor(
+        context, landing.feedback_uri, feedback_day, feedback_job.name, _feedback_request(context), keys.FEEDBACK_LANDING
+    )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rayml_assets.lib.common import lake
+from rayml_assets.lib.common.previews import plots_preview
 from rayml_assets.lib.common.task_entry import Log, clean_metadata, main, typed
 from rayml_assets.lib.monitoring.contract import DataDriftStep, DriftTaskParams, ModelDriftStep, PredictStep
 from rayml_assets.lib.monitoring.data_drift import DATA_BACKENDS, detect_data_drift
@@ -45,6 +46,7 @@ def _report_metadata(files: ReportFiles) -> dict:
         "result_json": typed(files.result_json, "path"),
         **{f"{name}_plot": typed(uri, "path") for name, uri in files.plots.items()},
         "summary": typed(files.markdown, "md"),
+        "preview": typed(plots_preview(files.plots), "md"),  # shown inline in the UI
     }
 
 

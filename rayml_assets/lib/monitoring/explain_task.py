@@ -13,6 +13,7 @@ artifacts (``shap_report/``), next to the model it explains.
 from __future__ import annotations
 
 from rayml_assets.lib.common.task_entry import Log, main, typed
+from rayml_assets.lib.common.previews import read_preview
 from rayml_assets.lib.monitoring.contract import ExplainTaskParams
 from rayml_assets.lib.monitoring.explain import explain_champion
 from rayml_assets.lib.monitoring.inference import load_champion
@@ -50,6 +51,7 @@ def run(params: ExplainTaskParams, log: Log = print) -> dict:
         "n_misclassified_explained": summary["n_misclassified_explained"],
         "seconds_per_image": summary["seconds"] / max(1, summary["n_explained"]),
         "attributions_grid": typed(result.grid_png, "path"),
+        "preview": typed(read_preview(result.grid_png, "attributions of the corner cases"), "md"),
         "class_summary_plot": typed(result.class_summary_png, "path"),
         "class_summary_csv": typed(result.class_summary_csv, "path"),
         "summary_json": typed(result.summary_json, "path"),
