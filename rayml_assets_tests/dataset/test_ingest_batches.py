@@ -63,3 +63,19 @@ def test_a_failure_in_a_later_batch_keeps_the_committed_batches_and_loses_nothin
     monkeypatch.setattr(ingest_module, "check_all", real_check_all)
     result = ingest(str(landing), str(lake_root), SMALL_BATCHES)
     assert result.total_rows == 60 and result.rows_added == 60 - len(committed)
+
+
+def test_raw_images_commits_each_batch_of_its_configured_size(profile, tiny_landing, instance):
+    from dagster import materialize
+
+    from rayml_assets.definitions import resources_for
+    from rayml_assets.defs.dataset import assets as dataset_assets
+
+    config = {"ops": {"raw_images": {"config": {"batch_bytes": 4096, "workers": 1}}}}
+    result = materialize([dataset_assets.raw_images], resources=resources_for(profile), instance=instance, run_config=config)
+    meta = result.asset_materializations_for_node("raw_images")[0].metadata
+    history = lake.open_table(lake.table_uri(profile.lake_root, lake.RAW_IMAGES)).history()
+    batches = {entry.get("rayml.ingest_batch") for entry in lake.open_table(
+        lake.table_uri(profile.lake_root, lake.LANDING_INDEX)).history()} - {None}
+    assert meta["rows_added"].value == meta["dagster/row_count"].value > 0
+    assert len(history) > 2 and len(batches) > 2  # one commit per batch, each index commit numbered n/N

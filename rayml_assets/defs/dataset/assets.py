@@ -4,7 +4,7 @@ The Delta, image and plotting stack is imported inside the asset bodies: it load
 step that needs it, not with the code location (rayml_assets_tests/common/test_layout.py).
 """
 
-from typing import Optional
+from typing import Literal, Optional
 
 from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResult, MetadataValue, asset
 from pydantic import Field
@@ -26,6 +26,10 @@ class RawImagesConfig(Config):
     allowed_formats: list[str] = Field(list(DEFAULT_ALLOWED_FORMATS), description="Pillow format names accepted")
     max_pixels: int = Field(DEFAULT_MAX_PIXELS, description="Decompression-bomb guard: larger images are quarantined")
     max_file_bytes: Optional[int] = Field(None, description="Larger files are quarantined from their size, unread; default 256 MiB")
+    batch_bytes: Optional[int] = Field(
+        None, description="Files are checked and committed in batches of about this many bytes, so memory stays "
+        "bounded as the landing grows; default 32 MiB"
+    )
     workers: Optional[int] = Field(None, description="Decoding processes; default: one per core")
     check_every_file: bool = Field(
         False,
@@ -37,6 +41,7 @@ class RawImagesConfig(Config):
 
 @asset(
     key=keys.RAW_IMAGES,
+    deps=[keys.IMAGE_LANDING],
     group_name=DATASET_GROUP,
     kinds={"delta", "python"},
     description="Every valid landed image (bytes + metadata) in a Delta table, merged on the sha256 of its bytes; "
@@ -60,6 +65,7 @@ def raw_images(
         check_every_file=config.check_every_file,
         **({"workers": config.workers} if config.workers else {}),
         **({"max_file_bytes": config.max_file_bytes} if config.max_file_bytes else {}),
+        **({"batch_bytes": config.batch_bytes} if config.batch_bytes else {}),
     )
     context.log.info(f"ingesting {landing_uri} into {lake_store.uri(tables.RAW_IMAGES)} with {policy.workers} workers")
     result = ingest(landing_uri, lake_store.lake_root, policy, batch_id=context.run_id[:12])
@@ -96,16 +102,43 @@ def raw_images(
 
 
 class CleanedImagesConfig(Config):
-    exact_duplicate_similarity: float = Field(CleaningThresholds.exact_duplicate_similarity)
-    near_duplicate_similarity: float = Field(CleaningThresholds.near_duplicate_similarity)
-    outlier_similarity: float = Field(CleaningThresholds.outlier_similarity)
-    dark_mean: float = Field(CleaningThresholds.dark_mean, description="Mean intensity (0-255) below which an image is too dark")
-    bright_mean: float = Field(CleaningThresholds.bright_mean, description="Mean intensity above which an image is too bright")
+    backend: Literal["fastdup", "open"] = Field(
+        "fastdup",
+        description="fastdup (its embeddings and statistics; licensed CC BY-NC-ND) or open: Pillow, NumPy, SciPy and "
+        "scikit-learn only (normalized grayscale thumbnails as embeddings, NumPy exposure and blur statistics). "
+        "Either way near-duplicates are confirmed on aligned pixels, so both find them at any resolution.",
+    )
+    candidate_similarity: float = Field(
+        CleaningThresholds.candidate_similarity, description="Backend embedding similarity from which a pair is checked on pixels"
+    )
+    candidate_neighbours: int = Field(
+        CleaningThresholds.candidate_neighbours, description="Nearest thumbnails of each image also checked on pixels"
+    )
+    near_duplicate_distance: float = Field(
+        CleaningThresholds.near_duplicate_distance,
+        description="A pair is a near-duplicate when its aligned pixel difference is below this share of the change "
+        "a 2.5 % crop makes to the image itself (a copy: ~0.05; a distinct image: >= ~1)",
+    )
+    outlier_similarity: float = Field(
+        CleaningThresholds.outlier_similarity,
+        description="Nearest-neighbour embedding similarity below which an image is an outlier",
+    )
+    outlier_max_share: float = Field(
+        CleaningThresholds.outlier_max_share,
+        description="At most this share of the images is excluded as outliers, the least similar first",
+    )
+    dark_mean: float = Field(CleaningThresholds.dark_mean, description="Mean intensity (0-255) below which a flat image is too dark")
+    bright_mean: float = Field(CleaningThresholds.bright_mean, description="Mean intensity above which a flat image is too bright")
+    exposure_contrast: float = Field(
+        CleaningThresholds.exposure_contrast,
+        description="Std of intensities below which an image is flat: only a flat image is too dark or too bright "
+        "(white strokes on black have a dark mean and plenty of contrast)",
+    )
     blur_min: float = Field(CleaningThresholds.blur_min, description="Variance of the Laplacian below which an image is too blurry")
     fastdup_threads: Optional[int] = Field(None, description="Default: one per core")
 
     def thresholds(self) -> CleaningThresholds:
-        return CleaningThresholds(**self.model_dump(exclude={"fastdup_threads"}))
+        return CleaningThresholds(**self.model_dump(exclude={"fastdup_threads", "backend"}))
 
 
 @asset(
@@ -125,17 +158,18 @@ def cleaned_images(
     dataset_policy: DatasetPolicy,
 ) -> MaterializeResult:
     from rayml_assets.lib.dataset.cleaning import clean
-    from rayml_assets.lib.dataset.cleaning_backend import FastdupBackend
-    from rayml_assets.lib.dataset.gallery import html_gallery, png_grid
+    from rayml_assets.lib.dataset.cleaning_backend import backend_named
+    from rayml_assets.lib.common.previews import read_preview
+    from rayml_assets.lib.dataset.gallery import html_gallery, png_grid, reason_strips
 
     raw_version = pinned_version(context, raw_images.key)
-    context.log.info(f"cleaning raw_images@v{raw_version} with fastdup")
+    context.log.info(f"cleaning raw_images@v{raw_version} with the {config.backend} backend")
     result = clean(
         lake_store.uri(tables.RAW_IMAGES),
         raw_version,
         lake_store.uri(tables.CLEANED_IMAGES),
-        workspace.scratch("fastdup", f"raw-v{raw_version}"),
-        FastdupBackend(num_threads=config.fastdup_threads),
+        workspace.scratch(config.backend, f"raw-v{raw_version}"),
+        backend_named(config.backend, num_threads=config.fastdup_threads),
         config.thresholds(),
         val_fraction=dataset_policy.val_fraction,
         test_fraction=dataset_policy.test_fraction,
@@ -159,8 +193,11 @@ def cleaned_images(
         "excluded_by_reason": markdown_table(dict(sorted(result.reasons.items())), "reason", "images"),
         "kept_by_split": markdown_table(dict(sorted(result.splits.items())), "split", "images"),
         "excluded_gallery_html": MetadataValue.path(str(page)),
+        "cleaning_backend": config.backend,
         "content_hash": result.content_hash,
     }
     if gallery:
         metadata["excluded_gallery_png"] = MetadataValue.path(str(gallery))
+        strips = reason_strips([(reason, data) for _, _, reason, data in result.excluded_examples], report_dir / "by_reason.png")
+        metadata["preview"] = MetadataValue.md(read_preview(str(strips), "excluded images, by reason"))
     return MaterializeResult(metadata=metadata, data_version=DataVersion(result.content_hash))

@@ -7,6 +7,7 @@ decision of what to exclude, and why, is made here by ``decide_exclusions``.
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -17,7 +18,16 @@ from pathlib import Path
 import pyarrow as pa
 
 from rayml_assets.lib.common import lake
-from rayml_assets.lib.dataset.cleaning_backend import CleaningBackend, CleaningThresholds, Findings, ImageFile, ImageStats
+from rayml_assets.lib.dataset.cleaning_backend import (  # noqa: F401 - re-exported for callers
+    CleaningBackend,
+    CleaningThresholds,
+    FastdupBackend,
+    Findings,
+    ImageFile,
+    ImageStats,
+    PixelMatch,
+    backend_named,
+)
 
 
 class ExclusionReason(str, Enum):
@@ -31,13 +41,19 @@ class ExclusionReason(str, Enum):
 
 
 def _quality_reason(stats: ImageStats, t: CleaningThresholds) -> tuple[ExclusionReason, str] | None:
-    if stats.mean < t.dark_mean:
-        return ExclusionReason.TOO_DARK, f"mean intensity {stats.mean:.1f} < {t.dark_mean}"
-    if stats.mean > t.bright_mean:
-        return ExclusionReason.TOO_BRIGHT, f"mean intensity {stats.mean:.1f} > {t.bright_mean}"
+    # A dark or bright mean alone is no fault: thin white strokes on black have a mean near 10.
+    flat = f"contrast {stats.contrast:.1f} < {t.exposure_contrast}" if stats.contrast < t.exposure_contrast else None
+    if stats.mean < t.dark_mean and flat:
+        return ExclusionReason.TOO_DARK, f"mean intensity {stats.mean:.1f} < {t.dark_mean}, {flat}"
+    if stats.mean > t.bright_mean and flat:
+        return ExclusionReason.TOO_BRIGHT, f"mean intensity {stats.mean:.1f} > {t.bright_mean}, {flat}"
     if stats.blur < t.blur_min:
         return ExclusionReason.TOO_BLURRY, f"blur {stats.blur:.1f} < {t.blur_min}"
     return None
+
+
+def _closer(m: PixelMatch, other: PixelMatch) -> bool:
+    return (m.identical, -m.distance) > (other.identical, -other.distance)
 
 
 def _components(ids: Iterable[str], edges: Iterable[tuple[str, str]]) -> dict[str, str]:
@@ -74,25 +90,31 @@ def decide_exclusions(
 
     usable = [i for i in image_ids if i not in excluded]
     usable_set = set(usable)
-    dup_pairs = [
-        (a, b, s)
-        for a, b, s in findings.similar_pairs
-        if s >= t.near_duplicate_similarity and a in usable_set and b in usable_set
+    matches = [
+        m for m in findings.duplicates
+        if (m.identical or m.distance <= t.near_duplicate_distance) and m.a in usable_set and m.b in usable_set
     ]
-    representative = _components(usable, ((a, b) for a, b, _ in dup_pairs))
-    best_similarity: dict[str, float] = {}
-    for a, b, s in dup_pairs:
-        for member in (a, b):
-            if representative[member] != member:
-                best_similarity[member] = max(best_similarity.get(member, 0.0), s)
-    for image_id, sim in best_similarity.items():
-        reason = ExclusionReason.EXACT_DUPLICATE if sim >= t.exact_duplicate_similarity else ExclusionReason.NEAR_DUPLICATE
-        excluded[image_id] = (reason, f"similarity {sim:.4f}; kept {representative[image_id][:12]}")
+    representative = _components(usable, ((m.a, m.b) for m in matches))
+    closest: dict[str, PixelMatch] = {}  # each excluded copy's closest match: identical beats any distance
+    for m in matches:
+        for member in (m.a, m.b):
+            best = closest.get(member)
+            if representative[member] != member and (best is None or _closer(m, best)):
+                closest[member] = m
+    for image_id, m in closest.items():
+        kept = representative[image_id]
+        if m.identical:
+            excluded[image_id] = (ExclusionReason.EXACT_DUPLICATE, f"identical pixels; kept {kept}")
+        else:
+            excluded[image_id] = (ExclusionReason.NEAR_DUPLICATE, f"pixel distance {m.distance:.3f}; kept {kept}")
 
-    for image_id in usable:
-        sim = findings.nearest_similarity.get(image_id)
-        if image_id not in excluded and sim is not None and sim < t.outlier_similarity:
-            excluded[image_id] = (ExclusionReason.OUTLIER, f"nearest neighbour similarity {sim:.3f} < {t.outlier_similarity}")
+    lonely = sorted(
+        (sim, image_id)
+        for image_id in usable
+        if image_id not in excluded and (sim := findings.nearest_similarity.get(image_id)) is not None and sim < t.outlier_similarity
+    )
+    for sim, image_id in lonely[: math.ceil(t.outlier_max_share * len(image_ids))]:
+        excluded[image_id] = (ExclusionReason.OUTLIER, f"nearest neighbour similarity {sim:.3f} < {t.outlier_similarity}")
     return excluded
 
 

@@ -13,6 +13,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from rayml_assets.lib.common.images import load_image  # noqa: E402
+
+
+def _pixels(data: bytes) -> Image.Image:
+    """The pixels the model sees (16-bit, palette, alpha and EXIF handled), for display."""
+    return load_image(data, allowed_formats=None, max_pixels=None)[0]
+
 
 def png_grid(items: list[tuple[str, bytes]], path: Path, columns: int = 6, title: str = "") -> Path:
     """``items`` are (caption, image bytes); writes one PNG with a captioned grid."""
@@ -21,8 +28,7 @@ def png_grid(items: list[tuple[str, bytes]], path: Path, columns: int = 6, title
     for ax in axes.flat:
         ax.axis("off")
     for ax, (caption, data) in zip(axes.flat, items):
-        with Image.open(io.BytesIO(data)) as img:
-            ax.imshow(img.convert("L"), cmap="gray", vmin=0, vmax=255)
+        ax.imshow(_pixels(data).convert("L"), cmap="gray", vmin=0, vmax=255)
         ax.set_title(caption, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -37,9 +43,8 @@ def html_gallery(items: list[tuple[str, bytes]], path: Path, title: str) -> Path
     """A single HTML file with every image embedded, so it opens anywhere without a server."""
     cells = []
     for caption, data in items:
-        with Image.open(io.BytesIO(data)) as img:
-            buf = io.BytesIO()
-            img.convert("RGB").save(buf, format="PNG")
+        buf = io.BytesIO()
+        _pixels(data).convert("RGB").save(buf, format="PNG")
         encoded = base64.b64encode(buf.getvalue()).decode()
         cells.append(
             f'<figure><img src="data:image/png;base64,{encoded}" width="96" style="image-rendering:pixelated">'
@@ -53,4 +58,24 @@ def html_gallery(items: list[tuple[str, bytes]], path: Path, title: str) -> Path
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page)
+    return path
+
+
+def reason_strips(examples: list[tuple[str, bytes]], path: Path, per_reason: int = 8) -> Path:
+    """One row per exclusion reason, up to ``per_reason`` thumbnails each: what the UI shows inline."""
+    by_reason: dict[str, list[bytes]] = {}
+    for reason, data in examples:
+        by_reason.setdefault(reason, []).append(data)
+    rows = max(1, len(by_reason))
+    fig, axes = plt.subplots(rows, per_reason, figsize=(per_reason * 1.1, rows * 1.25), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for row, (reason, images) in zip(axes, sorted(by_reason.items())):
+        row[0].set_title(f"{reason} ({len(images)})", fontsize=8, loc="left")
+        for ax, data in zip(row, images[:per_reason]):
+            ax.imshow(_pixels(data).convert("RGB"))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
     return path
