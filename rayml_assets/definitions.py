@@ -46,11 +46,17 @@ def resources_for(profile: Profile) -> dict:
         ),
         "dataset_policy": DatasetPolicy(taxonomy=profile.taxonomy),
         "compute": compute_for_profile(profile),
-        "ray_cluster": RayResource(address=profile.ray_address, num_cpus=profile.ray_num_cpus),
+        "ray_cluster": RayResource(
+            address=profile.ray_address,
+            num_cpus=profile.ray_num_cpus,
+            auth_mode=profile.ray_auth_mode,
+            auth_token_path=profile.ray_auth_token_path,
+        ),
         "mlflow_store": MlflowResource(
             tracking_uri=profile.mlflow_tracking_uri,
             registry_uri=profile.mlflow_registry_uri,
             artifact_location=profile.mlflow_artifact_root,
+            ui_url=profile.mlflow_ui_url,
         ),
     }
 

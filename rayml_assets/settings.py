@@ -72,6 +72,9 @@ class Profile(BaseModel):
     mlflow_tracking_uri: str
     mlflow_registry_uri: str
     mlflow_artifact_root: str | None = None
+    # Where a person opens MLflow: runs and models in the metadata link there (local: `make mlflow-ui`;
+    # a Databricks workspace URL for its managed MLflow).
+    mlflow_ui_url: str | None = None
     compute: Literal["local", "databricks"] = "local"
     # How a run executes its steps. None: "in_process" with local compute (one process loads the
     # code location once; the heavy steps are Pipes subprocesses anyway), "multiprocess" with

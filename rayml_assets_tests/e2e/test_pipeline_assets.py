@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from dagster import DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, materialize
 
 from rayml_assets.lib.common import lake
 from rayml_assets.definitions import resources_for
@@ -210,3 +210,25 @@ def test_a_failed_training_job_surfaces_its_error_and_logs_and_writes_nothing(st
         f"tags.dagster_run_id = '{result.run_id}'",
     )
     assert [r.info.status for r in parent] == ["FAILED"]
+
+
+PLOTTING_ASSETS = ("cleaned_images", "tuned_model", "registered_model", "data_drift_report", "model_drift_report", "shap_report")
+
+
+def test_every_plotting_asset_shows_its_pictures_inline_within_the_bound(stack):
+    from dagster._serdes import serialize_value
+
+    from rayml_assets.lib.common.previews import MAX_METADATA_BYTES, MAX_PREVIEW_BYTES
+
+    assert _day(stack, CLEAN_DAY).success
+    if stack["instance"].get_latest_materialization_event(monitoring_assets.shap_report.key) is None:
+        assert materialize([monitoring_assets.shap_report], resources=stack["resources"], instance=stack["instance"]).success
+    for name in PLOTTING_ASSETS:
+        event = stack["instance"].get_latest_materialization_event(AssetKey(name))
+        metadata = event.asset_materialization.metadata
+        preview = metadata["preview"].value
+        images = preview.count("](data:image/png;base64,")
+        assert images >= 1, f"{name} shows no picture inline"
+        for encoded in preview.split("](data:image/png;base64,")[1:]:
+            assert len(encoded.split(")", 1)[0]) * 3 / 4 <= MAX_PREVIEW_BYTES, f"{name}: a preview over the bound"
+        assert len(serialize_value(metadata)) <= MAX_METADATA_BYTES, f"{name}: metadata over {MAX_METADATA_BYTES} bytes"

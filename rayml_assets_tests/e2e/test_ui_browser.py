@@ -7,20 +7,13 @@ Screenshots go to test-artifacts/ui/.
 
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 
 from rayml_assets.sample import write_batches
-from rayml_assets_tests.support.dagster_stack import REPO, DagsterStack, LOCATION, wait_for
+from rayml_assets_tests.e2e.conftest import SHOTS, TIMEOUT_MS
+from rayml_assets_tests.support.dagster_stack import DagsterStack, LOCATION, wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
-SHOTS = REPO / "test-artifacts" / "ui"
-TIMEOUT_MS = 120_000  # pages of a loaded 2-core machine can take a while
 
 ASSET_GRAPH = "{ assetNodes { assetKey { path } dependencyKeys { path } } }"
 SENSOR_STATUS = """
@@ -42,21 +35,6 @@ GRAPH_GEOMETRY = """() => {
   });
   return {nodes, edges};
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: install Debian's browser with `apt-get install -y chromium chromium-driver` "
-            "(make test does this); `playwright install` cannot download browsers here."
-        )
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

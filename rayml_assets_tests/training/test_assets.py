@@ -7,6 +7,9 @@ and the gate on ``champion_model`` are under test here (the registry itself is
 covered by ``test_registry.py``).
 """
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from dagster import AssetCheckSeverity, AssetMaterialization, materialize
 
@@ -87,7 +90,8 @@ def _fake_register(accuracy: float):
             champion_version=None,
             champion=None,
             decision=decide_promotion(accuracy, None, margin, min_accuracy),
-            confusion_png="confusion.png",
+            # A real picture, as the real registration draws one: the asset shows it inline.
+            confusion_png=str(registry.plot_confusion(evaluation, Path(tempfile.mkdtemp()) / "confusion.png")),
         )
 
     return register_challenger

@@ -133,6 +133,8 @@ def registered_model(
     context: AssetExecutionContext, config: RegisteredModelConfig, workspace: WorkspaceResource, mlflow_store: MlflowResource
 ) -> MaterializeResult:
     from rayml_assets.lib.training.registry import register_challenger  # MLflow and torch: in this step only
+    from rayml_assets.lib.common.previews import read_preview
+    from rayml_assets.lib.training.comparison import plot_accuracies
 
     tuned = upstream_metadata(context, tuned_model.key)
     report = register_challenger(
@@ -157,7 +159,17 @@ def registered_model(
         label: f"{challenger.per_class_precision[label]:.3f} / {challenger.per_class_recall[label]:.3f}"
         for label in challenger.class_labels
     }
+    comparison = plot_accuracies(
+        {f"challenger v{report.version}": challenger.accuracy,
+         f"champion v{report.champion_version}": report.champion.accuracy if report.champion else None},
+        Path(report.confusion_png).with_name(f"comparison_{report.model_name}_v{report.version}.png"),
+    )
+    preview = "\n\n".join(
+        (read_preview(report.confusion_png, "confusion matrix (test split)"),
+         read_preview(str(comparison), "challenger against the champion"))
+    )
     metadata = {
+        "preview": MetadataValue.md(preview),
         "model_name": report.model_name,
         "model_version": report.version,
         "model_uri": report.model_uri,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,7 +67,11 @@ class MlflowSettings(Contract):
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri)
 
     def run_url(self, experiment_id: str, run_id: str) -> str | None:
-        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}" if self.ui_url else None
+        if not self.ui_url:
+            return None
+        if self.tracking_uri.startswith("databricks"):  # the workspace's own MLflow pages
+            return f"{self.ui_url.rstrip('/')}/ml/experiments/{experiment_id}/runs/{run_id}"
+        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 class LakeSettings(Contract):
@@ -83,10 +87,17 @@ class LakeSettings(Contract):
 
 
 class RaySettings(Contract):
-    """Which Ray a task uses: ``address=None`` starts a local one with ``num_cpus`` logical CPUs."""
+    """Which Ray a task uses: ``address=None`` starts a local one with ``num_cpus`` logical CPUs.
+
+    Joining a cluster (``lib.training.ray_auth``): ``auth_mode`` None means token auth
+    when a token is found. ``auth_file`` is the PATH of a file holding the token, never
+    the token; not named ``*_token_*`` because ``check_no_secrets`` refuses such keys.
+    """
 
     address: str | None = None
     num_cpus: int | None = Field(None, ge=1)
+    auth_mode: Literal["token", "disabled"] | None = None
+    auth_file: str | None = None
 
 
 class ChampionRef(Contract):

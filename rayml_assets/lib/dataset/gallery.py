@@ -67,12 +67,13 @@ def reason_strips(examples: list[tuple[str, bytes]], path: Path, per_reason: int
     for reason, data in examples:
         by_reason.setdefault(reason, []).append(data)
     rows = max(1, len(by_reason))
-    fig, axes = plt.subplots(rows, per_reason, figsize=(per_reason * 1.1, rows * 1.25), squeeze=False)
+    columns = max(2, min(per_reason, max(map(len, by_reason.values()), default=1)))
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1 + 1.0, rows * 1.25), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for row, (reason, images) in zip(axes, sorted(by_reason.items())):
         row[0].set_title(f"{reason} ({len(images)})", fontsize=8, loc="left")
-        for ax, data in zip(row, images[:per_reason]):
+        for ax, data in zip(row, images[:columns]):
             ax.imshow(_pixels(data).convert("RGB"))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

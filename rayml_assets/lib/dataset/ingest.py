@@ -230,22 +230,21 @@ def ingest(
             index_uri, pa.Table.from_pylist(plan.index_rows, schema=lake.LANDING_INDEX_SCHEMA), lake.LANDING_INDEX_SCHEMA,
             tags | state, storage_options,
         )
-    plan = total
     return IngestResult(
         batch_id=batch_id,
         delta_version=summary.version,
-        rows_added=plan.inserted,
+        rows_added=total.inserted,
         total_rows=summary.total_rows,
         files_seen=len(items),
-        already_present=plan.already_present,
-        duplicates_in_batch=plan.duplicates,
-        quarantined=plan.quarantined,
+        already_present=total.already_present,
+        duplicates_in_batch=total.duplicates,
+        quarantined=total.quarantined,
         label_counts=summary.label_counts,
         content_hash=summary.content_hash,
-        relabeled=plan.relabeled,
-        label_conflicts_removed=plan.removed,
-        recovered=plan.recovered,
-        recheck=plan.recheck,
+        relabeled=total.relabeled,
+        label_conflicts_removed=total.removed,
+        recovered=total.recovered,
+        recheck=total.recheck,
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rayml_assets.lib.training.ray_env import pin_train_v1
 from rayml_assets.lib.training.tuning_config import hyperparams
-from rayml_assets.lib.training.tuning_result import CURVE_KEYS, TrialEvent
+from rayml_assets.lib.training.tuning_result import CURVE_KEYS, HISTORY_TAGS, TrialEvent
 
 pin_train_v1()  # before the first import of ray.tune (which imports ray.train)
 
@@ -86,7 +86,7 @@ class ProgressCallback(tune.Callback):
         if sink is None:
             return
         hp = hyperparams(trial.config.get("train_loop_config", {}))
-        picked = {k: metrics[k] for k in (*CURVE_KEYS, "training_iteration", "restored_from") if k in metrics}
+        picked = {k: metrics[k] for k in (*CURVE_KEYS, "training_iteration", *HISTORY_TAGS) if k in metrics}
         try:
             sink(TrialEvent(kind, trial.trial_id, hp, picked, error))
         except Exception:  # progress reporting must never fail a tuning run
@@ -100,3 +100,7 @@ class ProgressCallback(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._emit("error", trial, trial.last_result or {}, _last_error_line(trial))
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        # failed, and max_failures lets Tune restart it from its last checkpoint
+        self._emit("recover", trial, trial.last_result or {}, _last_error_line(trial))

@@ -61,6 +61,7 @@ TAG_ROLE = "rayml.role"
 TAG_TRIAL = "rayml.trial_id"
 TAG_BEST_CHECKPOINT = "rayml.best_checkpoint"
 TAG_BEST_MODEL_URI = "rayml.best_model_uri"
+TAG_LOST_NODES = "rayml.lost_nodes"
 MODEL_ARTIFACT = "model"
 WEIGHTS_FILE = "weights.pt"
 MODEL_META_FILE = "model_meta.json"
@@ -73,6 +74,8 @@ EPOCH_METRICS = (
     "lr",
     "train_samples_per_s",
     "epoch_time_s",
+    "num_nodes",
+    "start_epoch",
 )
 _BATCH = 900  # log_batch accepts at most 1000 metrics
 
@@ -125,21 +128,25 @@ def split_label_counts(table_uri: str, version: int, storage_options: dict | Non
 
 
 def plot_learning_curves(result: TuningResult, path: str | Path, metric: str = "val_accuracy") -> Path:
-    """One line per trial of ``metric`` by epoch; the best trial drawn bold."""
+    """One line per trial of ``metric`` by epoch; the best trial drawn bold, a trial the scheduler
+    stopped early ends in a cross."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(8, 5))
+    stopped = {t.trial_id for t in result.trials if t.stopped_early}
     for trial_id, curve in result.learning_curves(metric).items():
         if curve:
             epochs, values = zip(*curve)
             best = trial_id == result.best_trial_id
+            if trial_id in stopped:
+                ax.plot(epochs[-1], values[-1], marker="x", markersize=10, color="black", zorder=3)
             ax.plot(
                 epochs,
                 values,
                 marker="o",
                 linewidth=2.5 if best else 1,
                 alpha=1 if best else 0.6,
-                label=trial_id + (" (best)" if best else ""),
+                label=trial_id + (" (best)" if best else " (stopped early)" if trial_id in stopped else ""),
             )
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
@@ -232,6 +239,8 @@ class TuningTracker:
             RunTag("stopped_early", str(trial.stopped_early).lower()),
             RunTag("epochs_trained", str(trial.epochs_trained)),
             RunTag("restored_from", ",".join(trial.restored_from)),
+            RunTag("restarts", str(trial.restarts)),
+            RunTag("worker_nodes", ",".join(trial.worker_nodes)),
         ]
         self.client.log_batch(run_id, params=params, tags=tags)
         for chunk in _chunks(metrics):
@@ -258,6 +267,7 @@ class TuningTracker:
             "num_errored": result.num_errored,
             "epochs_used": result.epochs_used,
             "epochs_full": result.epochs_full,
+            "trial_restarts": result.trial_restarts,
         }
         if result.best_val_accuracy is not None:
             summary["best_val_accuracy"] = result.best_val_accuracy
@@ -290,7 +300,9 @@ class TuningTracker:
         )
         return model_uri
 
-    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+    def finish(self, run_id: str, status: str = "FINISHED", tags: dict[str, str] | None = None) -> None:
+        if tags:
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         self.client.set_terminated(run_id, status)
 
 

@@ -20,12 +20,13 @@ from dagster_pipes import PipesContext
 
 from rayml_assets.lib.common import lake
 from rayml_assets.lib.common.contract import MlflowSettings
+from rayml_assets.lib.common.previews import read_preview
 from rayml_assets.lib.common.pipes_runtime import task_runtime
 from rayml_assets.lib.training.contract import TrainTaskParams
-from rayml_assets.lib.training.tracking import TuningTracker, plot_learning_curves
-from rayml_assets.lib.training.tuner import init_ray, run_tuning
+from rayml_assets.lib.training.tracking import TAG_LOST_NODES, TuningTracker, plot_learning_curves
+from rayml_assets.lib.training.tuner import connect, run_tuning
 from rayml_assets.lib.training.tuning_config import default_experiment_name
-from rayml_assets.lib.training.tuning_result import TrialEvent, TuningInterrupted, TuningResult
+from rayml_assets.lib.training.tuning_result import NodeLostError, TrialEvent, TuningInterrupted, TuningResult
 
 
 @dataclass
@@ -42,10 +43,15 @@ def _log_event(pipes: PipesContext, event: TrialEvent) -> None:
         pipes.log.info(
             f"trial {event.trial_id} epoch {m.get('epoch')}: val_accuracy={m.get('val_accuracy', float('nan')):.4f} "
             f"train_loss={m.get('train_loss', float('nan')):.4f} world_size={m.get('world_size')} "
-            f"({m.get('train_samples_per_s', 0):.0f} samples/s) {event.hyperparams}"
+            f"({m.get('train_samples_per_s', 0):.0f} samples/s) on {m.get('num_nodes')} node(s) {event.hyperparams}"
         )
     elif event.kind == "complete":
         pipes.log.info(f"trial {event.trial_id} finished after epoch {m.get('epoch')}")
+    elif event.kind == "recover":
+        pipes.log.warning(
+            f"trial {event.trial_id} failed after epoch {m.get('epoch')} ({event.error}); "
+            "restarting it from its last checkpoint (max_failures)"
+        )
     else:
         pipes.log.warning(f"trial {event.trial_id} failed at epoch {m.get('epoch')}: {event.error}")
 
@@ -71,6 +77,7 @@ def _metadata(
         "epochs_full_grid": {"raw_value": result.epochs_full, "type": "int"},
         "epochs_used_fraction": {"raw_value": result.epochs_used / max(1, result.epochs_full), "type": "float"},
         "learning_curves_png": {"raw_value": str(curves_png), "type": "path"},
+        "preview": {"raw_value": read_preview(str(curves_png), "learning curves (x: stopped early)"), "type": "md"},
         "best_model_uri": model_uri,
         "best_checkpoint_path": {"raw_value": result.best_checkpoint_path, "type": "path"},
         "class_labels": {"raw_value": result.class_labels, "type": "json"},
@@ -78,6 +85,8 @@ def _metadata(
         "cleaned_table_uri": table_uri,
         "tune_experiment_path": {"raw_value": result.experiment_path, "type": "path"},
         "resumed_experiment": {"raw_value": result.restored, "type": "bool"},
+        "trial_restarts": {"raw_value": result.trial_restarts, "type": "int"},
+        "trial_nodes": {"raw_value": {t.trial_id: t.worker_nodes for t in result.trials}, "type": "json"},
     }
     url = settings.run_url(tracker.experiment_id, parent_run_id)
     if url:
@@ -90,8 +99,11 @@ def main(pipes: PipesContext) -> TrainTaskOutput:
     config, settings = params.tuning, params.mlflow
     table_uri = params.lake.table_uri(lake.CLEANED_IMAGES)
     name = params.experiment_name or default_experiment_name(table_uri, params.cleaned_version, config)
-    resources = init_ray(params.ray.address, params.ray.num_cpus)
-    pipes.log.info(f"tuning {name} on {table_uri}@v{params.cleaned_version}; Ray resources {resources}")
+    resources, auth = connect(params.ray)
+    where = f"the Ray cluster at {params.ray.address} ({auth.describe()})" if params.ray.address else "a local Ray"
+    pipes.log.info(f"tuning {name} on {table_uri}@v{params.cleaned_version} with {where}; resources {resources}")
+    if params.ray.address and "://" not in params.checkpoint_root:
+        pipes.log.info(f"checkpoints go to {params.checkpoint_root}: every Ray node must see it at that path")
 
     tracker = TuningTracker(settings)
     parent_run_id = tracker.start_parent(
@@ -114,14 +126,20 @@ def main(pipes: PipesContext) -> TrainTaskOutput:
             experiment_name=name,
             on_event=lambda event: _log_event(pipes, event),
         )
-        if result.best_checkpoint_path is None:
+        lost = result.lost_node_error(config.max_failures)
+        if lost is None and result.best_checkpoint_path is None:
             raise RuntimeError(f"no trial of {name} produced a checkpoint: {[t.error for t in result.trials]}")
         tracker.log_tuning(parent_run_id, result, config)
+        if lost is not None:  # the trials are on record; no model from a run the cluster cut short
+            raise lost
         curves_png = plot_learning_curves(result, Path(params.reports_dir) / "tuning" / f"{name}_learning_curves.png")
         tracker.log_artifact(parent_run_id, curves_png, "tuning")
         model_uri = tracker.log_best_model(parent_run_id, result.best_checkpoint_path)
     except TuningInterrupted:
         tracker.finish(parent_run_id, "KILLED")
+        raise
+    except NodeLostError as exc:
+        tracker.finish(parent_run_id, "FAILED", {TAG_LOST_NODES: ",".join(sorted(exc.lost_nodes))})
         raise
     except BaseException:
         tracker.finish(parent_run_id, "FAILED")

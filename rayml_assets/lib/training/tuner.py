@@ -21,11 +21,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pyarrow.fs as pafs
 
+from rayml_assets.lib.common.contract import RaySettings
+from rayml_assets.lib.training import ray_auth
 from rayml_assets.lib.training.delta_stream import DataSpec, discover_labels
 from rayml_assets.lib.training.progress import ProgressCallback, reporting, was_interrupted
 from rayml_assets.lib.training.ray_env import pin_train_v1, ray_runtime_env
@@ -82,9 +85,48 @@ def init_ray(
         if address:
             kwargs["address"] = address
         else:
-            kwargs.update(num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory)
+            # "local": always a new cluster; a bare ray.init() would join whichever cluster
+            # RAY_ADDRESS or /tmp/ray/ray_current_cluster names (another user's `ray start`).
+            kwargs.update(address="local", num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=object_store_memory)
         ray.init(**kwargs)
     return ray.cluster_resources()
+
+
+def connect(settings: RaySettings) -> tuple[dict, ray_auth.JoinAuth]:
+    """:func:`init_ray` for a task's :class:`RaySettings`: join ``address`` with the auth it needs, or start one.
+
+    A join refused for authentication raises :class:`~rayml_assets.lib.training.ray_auth.RayAuthError`
+    (what was tried and what to set), never a bare ``ConnectionError``.
+    """
+    auth = ray_auth.join_auth(settings)
+    if auth.env or auth.unset:
+        ray_auth.apply(auth)
+        # Ray caches RAY_AUTH_MODE and the token at import; re-read them as ray.init would in a fresh process
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    try:
+        return init_ray(settings.address, settings.num_cpus), auth
+    except (ConnectionError, ray.exceptions.AuthenticationError) as exc:
+        if settings.address and (isinstance(exc, ray.exceptions.AuthenticationError) or _refused(settings.address)):
+            raise auth.refused(exc) from exc
+        raise
+
+
+def _refused(address: str) -> bool:
+    """Whether the GCS at ``address`` refuses this process's token: ``ray.init`` says only ``ConnectionError``."""
+    if "://" in address or address == "auto":
+        return False  # Ray Client, or an address found on this machine: no GCS address to ask
+    from ray._raylet import GcsClient  # raises AuthenticationError at once, where ray.init retries
+
+    try:
+        GcsClient(address=address).cluster_id
+    except ray.exceptions.AuthenticationError:
+        return True
+    except Exception:  # unreachable, or another failure: the original error stands
+        return False
+    return False
 
 
 def _abs_storage(path: str) -> str:
@@ -125,6 +167,7 @@ def build_trainer(
             use_gpu=use_gpu,
             resources_per_worker=per_worker,
             trainer_resources={"CPU": config.trainer_cpus},
+            placement_strategy=config.placement_strategy,
         ),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         train_loop_config=train_loop_config,
@@ -251,4 +294,26 @@ def run_tuning(
     if was_interrupted(name) or unfinished:
         # trials the searcher had not created yet are not in the grid at all
         raise TuningInterrupted(experiment_path, unfinished + max(0, config.num_trials() - len(grid)))
-    return summarize(grid, config, spec, name, experiment_path, restored)
+    result = summarize(grid, config, spec, name, experiment_path, restored)
+    result.lost_nodes = lost_nodes(result)
+    return result
+
+
+def lost_nodes(result: TuningResult, wait_s: float = 30.0) -> dict[str, str]:
+    """Node id -> address of the nodes that errored trials ran on and the cluster has marked dead.
+
+    A trial sees its dead peer (a reset gloo connection, an unavailable actor) before
+    the GCS's health check marks the node dead (about 15 s with Ray's defaults), so
+    this waits up to ``wait_s`` when an errored trial used a node besides the driver's.
+    """
+    errored = [t for t in result.trials if t.status == "ERROR" and t.worker_nodes]
+    used = {node for t in errored for node in t.worker_nodes}
+    elsewhere = used - {ray.get_runtime_context().get_node_id()}
+    deadline = time.monotonic() + wait_s
+    while used:
+        dead = {n["NodeID"]: n.get("NodeManagerAddress", "?") for n in ray.nodes() if not n["Alive"]}
+        found = {node: dead[node] for node in used if node in dead}
+        if found or not elsewhere or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+    return {}

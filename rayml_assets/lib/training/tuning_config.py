@@ -140,11 +140,16 @@ class TuningConfig(BaseModel):
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float | None = Field(None, ge=0, description="None: 1 when the cluster has GPUs, else 0")
     trainer_cpus: float = Field(0.0, ge=0, description="CPUs for each trial's coordinator")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="how a trial's DDP workers are placed over nodes (Ray placement group strategy)"
+    )
     image_size: int = Field(32, ge=8)
     channels: Literal[1, 3] = 1
     augment: bool = True
     seed: int = 0
-    max_failures: int = Field(1, ge=0, description="retries of a failed trial from its last checkpoint")
+    max_failures: int = Field(
+        1, ge=-1, description="retries of a failed trial (a lost node...) from its last checkpoint; -1: no limit"
+    )
     keep_checkpoints: int = Field(2, ge=1, description="best checkpoints kept per trial (the latest is always kept)")
     pretrained_weights_path: str | None = None
     sample_fraction: float = Field(1.0, gt=0, le=1, description="train on this stable share of the rows (the profile's)")
@@ -170,7 +175,8 @@ class TuningConfig(BaseModel):
         return cls.model_validate(yaml.safe_load(Path(path).read_text()))
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        # where trials run is not what they learn: a new placement resumes the same experiment
+        return hashlib.sha256(self.model_dump_json(exclude={"placement_strategy"}).encode()).hexdigest()
 
     def num_trials(self) -> int:
         """Trials the search space expands to (grid points × num_samples)."""

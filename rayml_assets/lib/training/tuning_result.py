@@ -26,18 +26,21 @@ CURVE_KEYS = (
     "world_size",
     "train_samples_per_s",
     "epoch_time_s",
+    "num_nodes",
 )
+# per-epoch values kept in a trial's history beside the curves (not plotted)
+HISTORY_TAGS = ("restored_from", "worker_nodes", "nodes_seen", "start_epoch")
 
 
 @dataclass(frozen=True)
 class TrialEvent:
     """What a progress sink receives: one epoch result, or a trial's end."""
 
-    kind: Literal["result", "complete", "error"]
+    kind: Literal["result", "complete", "error", "recover"]
     trial_id: str
     hyperparams: dict
     metrics: dict
-    error: str = ""  # for kind "error": the last line of the trial's error
+    error: str = ""  # for kinds "error" and "recover": the last line of the trial's error
 
 
 class TuningInterrupted(RuntimeError):
@@ -49,6 +52,19 @@ class TuningInterrupted(RuntimeError):
         )
         self.experiment_path = experiment_path
         self.unfinished = unfinished
+
+
+class NodeLostError(RuntimeError):
+    """Trials failed because Ray nodes left the cluster, and ``max_failures`` allowed no further restart."""
+
+    def __init__(self, lost_nodes: dict[str, str], trial_ids: list[str], max_failures: int):
+        nodes = ", ".join(f"{node_id} ({address})" for node_id, address in sorted(lost_nodes.items()))
+        super().__init__(
+            f"trial(s) {', '.join(trial_ids)} failed: Ray node(s) {nodes} left the cluster while they trained, and "
+            f"max_failures={max_failures} allowed no (further) restart from their last checkpoint; no model was "
+            "logged. Raise the tuning config's max_failures, or re-materialise to resume from the checkpoints."
+        )
+        self.lost_nodes, self.trial_ids = lost_nodes, trial_ids
 
 
 @dataclass
@@ -65,6 +81,13 @@ class TrialSummary:
     restored_from: list[str]
     history: list[dict] = field(repr=False)
     error: str | None = None
+    worker_nodes: list[str] = field(default_factory=list)  # Ray node ids its DDP ranks ran on, first seen first
+    failures: int = 0  # times Tune saw it fail (a lost node, a crash), the last one included when ERROR
+
+    @property
+    def restarts(self) -> int:
+        """Times it was restarted from its last checkpoint after a failure."""
+        return max(0, self.failures - (self.status == "ERROR"))
 
 
 @dataclass
@@ -83,6 +106,12 @@ class TuningResult:
     best_params: dict | None = None
     best_val_accuracy: float | None = None
     best_checkpoint_path: str | None = None
+    lost_nodes: dict[str, str] = field(default_factory=dict)  # node id -> address, of errored trials' dead nodes
+
+    def lost_node_error(self, max_failures: int) -> NodeLostError | None:
+        """The error to fail the run with when trials errored on nodes the cluster lost."""
+        hit = [t.trial_id for t in self.trials if t.status == "ERROR" and set(t.worker_nodes) & set(self.lost_nodes)]
+        return NodeLostError(self.lost_nodes, hit, max_failures) if hit else None
 
     @property
     def num_trials(self) -> int:
@@ -105,6 +134,10 @@ class TuningResult:
         """Epochs if every trial had run to ``max_epochs`` (the no-early-stopping cost)."""
         return self.num_trials * self.max_epochs
 
+    @property
+    def trial_restarts(self) -> int:
+        return sum(t.restarts for t in self.trials)
+
     def learning_curves(self, metric: str = "val_accuracy") -> dict[str, list[tuple[int, float]]]:
         return {
             t.trial_id: [(int(r["epoch"]), float(r[metric])) for r in t.history if metric in r] for t in self.trials
@@ -126,6 +159,7 @@ class TuningResult:
             "epochs_used": self.epochs_used,
             "epochs_full": self.epochs_full,
             "restored": self.restored,
+            "trial_restarts": self.trial_restarts,
         }
 
 
@@ -148,6 +182,17 @@ def _row_hyperparams(row: Mapping) -> dict:
     return hyperparams(found)
 
 
+def _nodes(history: list[dict]) -> list[str]:
+    lists = (str(row.get(key) or "") for row in history for key in ("worker_nodes", "nodes_seen"))
+    return list(dict.fromkeys(node for nodes in lists for node in nodes.split(",") if node))
+
+
+def _failures(grid) -> dict[str, int]:
+    # A Result does not carry it; the Trial objects behind the grid do (saved with the experiment).
+    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or []
+    return {t.trial_id: int(getattr(t, "num_failures", 0)) for t in trials}
+
+
 def summarize(
     grid, config: TuningConfig, spec: DataSpec, name: str, experiment_path: str, restored: bool
 ) -> TuningResult:
@@ -156,11 +201,11 @@ def summarize(
     Identity and hyperparameters come from each trial's own result rows: after a
     PBT exploit, ``Result.metrics``/``Result.config`` hold the donor's last result.
     """
-    trials = []
+    trials, failures = [], _failures(grid)
     for result in grid:
         df = result.metrics_dataframe
         rows = df.sort_values("training_iteration").to_dict("records") if df is not None and len(df) else []
-        history = [{k: row[k] for k in (*CURVE_KEYS, "restored_from") if k in row} for row in rows]
+        history = [{k: row[k] for k in (*CURVE_KEYS, *HISTORY_TAGS) if k in row} for row in rows]
         trial_id = rows[0]["trial_id"] if rows else Path(result.path).name
         last_epoch = int(history[-1].get("epoch", 0)) if history else 0
         val_accuracies = [float(r["val_accuracy"]) for r in history if r.get("val_accuracy") is not None]
@@ -181,6 +226,8 @@ def summarize(
                 ),
                 history=history,
                 error=str(result.error) if result.error else None,
+                worker_nodes=_nodes(history),
+                failures=failures.get(trial_id, 0),
             )
         )
     out = TuningResult(

@@ -54,6 +54,18 @@ def _set_hyperparams(optimizer: torch.optim.Optimizer, hp: dict, lr: float) -> N
             group["betas"] = (float(hp["momentum"]), group["betas"][1])
 
 
+def _worker_nodes(world: int) -> list[str]:
+    """The Ray node id of every rank, in rank order (so a trial's summary shows where its DDP ran)."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
+    if world == 1:
+        return [node_id]
+    nodes: list[str | None] = [None] * world
+    dist.all_gather_object(nodes, node_id)
+    return [str(n) for n in nodes]
+
+
 def train_loop_per_worker(config: dict) -> None:
     """One DDP rank of one trial. ``config`` = hyperparameters + ``data`` + ``max_epochs`` + ``seed``...
 
@@ -75,7 +87,7 @@ def train_loop_per_worker(config: dict) -> None:
     torch.manual_seed(seed)  # DDP broadcasts rank 0's initial weights anyway
 
     model = build_model(hp["model"], len(spec.class_labels), spec.channels, config.get("pretrained_weights_path"))
-    start_epoch, optimizer_state, restored_from = 0, None, ""
+    start_epoch, optimizer_state, restored_from, seen = 0, None, "", []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
@@ -83,7 +95,12 @@ def train_loop_per_worker(config: dict) -> None:
         model.load_state_dict(state["model"])
         start_epoch, optimizer_state = int(state["epoch"]), state.get("optimizer")
         restored_from = meta.get("trial_id", "")
+        if restored_from == (ctx.get_trial_id() or ""):  # this trial's restart, not a PBT donor's checkpoint
+            seen = list(meta.get("nodes_seen", []))
     model = ray.train.torch.prepare_model(model)
+    nodes = _worker_nodes(world)
+    # every node the trial trained on, restarts included: Tune may drop the rows before a restart
+    seen = list(dict.fromkeys([*seen, *nodes]))
     optimizer = _make_optimizer(hp, model.parameters())
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
@@ -103,6 +120,7 @@ def train_loop_per_worker(config: dict) -> None:
         "delta_version": spec.version,
         "hyperparams": hp,
         "trial_id": ctx.get_trial_id() or "",
+        "nodes_seen": seen,
     }
 
     for epoch in range(start_epoch, max_epochs):
@@ -144,6 +162,10 @@ def train_loop_per_worker(config: dict) -> None:
             "train_samples_per_s": float(sums[2]) / train_time,
             "epoch_time_s": time.perf_counter() - started,
             "restored_from": restored_from,
+            "worker_nodes": ",".join(nodes),
+            "num_nodes": len(set(nodes)),
+            "nodes_seen": ",".join(seen),
+            "start_epoch": start_epoch,  # > 0: this attempt resumed from a checkpoint
         }
         with tempfile.TemporaryDirectory() as tmp:
             # Legacy Train copies the checkpoint into storage inside report(),
