@@ -232,3 +232,27 @@ def test_every_plotting_asset_shows_its_pictures_inline_within_the_bound(stack):
         for encoded in preview.split("](data:image/png;base64,")[1:]:
             assert len(encoded.split(")", 1)[0]) * 3 / 4 <= MAX_PREVIEW_BYTES, f"{name}: a preview over the bound"
         assert len(serialize_value(metadata)) <= MAX_METADATA_BYTES, f"{name}: metadata over {MAX_METADATA_BYTES} bytes"
+
+
+# Numbers a person watches across materializations: the UI's plots tab charts a key that keeps its name and type.
+WATCHED = {
+    "cleaned_images": ("excluded_share",),
+    "tuned_model": ("best_val_accuracy",),
+    "registered_model": ("test_accuracy",),
+    "data_drift_report": ("min_p_value", "p_value_mmd_embeddings"),
+    "model_drift_report": ("p_value", "reference_accuracy"),
+}
+
+
+def test_watched_numbers_keep_their_keys_and_float_type(stack):
+    from dagster import FloatMetadataValue
+
+    assert _day(stack, CLEAN_DAY).success and _day(stack, DRIFTED_DAY).success
+    for name, watched in WATCHED.items():
+        for key in watched:
+            values = [
+                e.asset_materialization.metadata[key]
+                for e in stack["instance"].fetch_materializations(AssetKey(name), limit=10).records
+                if key in e.asset_materialization.metadata
+            ]
+            assert values and all(isinstance(v, FloatMetadataValue) for v in values), f"{name}.{key}: {values}"

@@ -109,13 +109,13 @@ def test_cli_tunes_one_trial_across_two_nodes_and_reads_the_checkpoint_back(
     dagster_home.mkdir()
     instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home)))
     uri, version = _cleaned(profile, instance, n=300)
-    # The resource's run config is what a profile's ray_address / ray_auth_token_path fill in.
-    ray_config = {"address": live_cluster.address, "auth_token_path": str(token_file)}
-    run_config = {
-        "resources": {"ray_cluster": {"config": ray_config}},
-        "ops": _ops_config(placement_strategy="STRICT_SPREAD"),
-    }
-    env = clean_env(RAYML_HOME=str(rayml_home), DAGSTER_HOME=str(dagster_home))
+    # As a user does it: their own profile, extending local, names the cluster and the token file.
+    user_profile = tmp_path / "my_cluster.yaml"
+    user_profile.write_text(
+        f"extends: local\nray_address: '{live_cluster.address}'\nray_auth_token_path: '{token_file}'\n"
+    )
+    run_config = {"ops": _ops_config(placement_strategy="STRICT_SPREAD")}
+    env = clean_env(RAYML_HOME=str(rayml_home), DAGSTER_HOME=str(dagster_home), RAYML_PROFILE_FILE=str(user_profile))
     env = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}  # the file is the only way in
     command = ["dagster", "asset", "materialize", "-m", "rayml_assets.definitions", "--select", "tuned_model"]
     proc = subprocess.run(

@@ -7,6 +7,7 @@ be quarantined at ingest is skipped at prediction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import warnings
@@ -116,14 +117,15 @@ def _model_pixels(img: Image.Image) -> Image.Image:
     return img.transpose(upright) if upright is not None else img
 
 
-def _plugins(allowed_formats: tuple[str, ...] | None) -> list[str] | None:
+@functools.lru_cache(maxsize=64)  # one policy checks many files
+def _plugins(allowed_formats: tuple[str, ...] | None) -> tuple[str, ...] | None:
     # Only the plugins of image formats we take: Pillow would otherwise try every one
     # it has on untrusted bytes (EPS runs Ghostscript). The defaults stay, so a file of a
     # known format the policy refuses is told apart from one that is no image at all.
     if allowed_formats is None:
         return None
     Image.init()  # registers every plugin: a name Pillow has none for (a typo) is left out, not a KeyError
-    return sorted(f for f in set(DEFAULT_ALLOWED_FORMATS) | set(allowed_formats) if f in Image.OPEN)
+    return tuple(sorted(f for f in set(DEFAULT_ALLOWED_FORMATS) | set(allowed_formats) if f in Image.OPEN))
 
 
 def _rejection(data: bytes, exc: Exception) -> ImageRejected:
@@ -154,7 +156,7 @@ def load_image(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             # Pillow's notes on malformed metadata ("Corrupt EXIF data"): the outcome says enough.
             warnings.simplefilter("ignore", UserWarning)
-            img = Image.open(io.BytesIO(data), formats=_plugins(allowed_formats))
+            img = Image.open(io.BytesIO(data), formats=_plugins(None if allowed_formats is None else tuple(allowed_formats)))
             info = _checked_header(img, allowed_formats, max_pixels)
             img.load()  # forces a full decode: truncated/corrupt data fails here
             return _model_pixels(img), info

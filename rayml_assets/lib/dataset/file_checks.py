@@ -7,6 +7,7 @@ the parent maps, so bytes never travel back through the pool's pipe.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import multiprocessing
@@ -60,6 +61,7 @@ class IngestPolicy:
         return sha256_hex(json.dumps(decisive).encode())[:16]
 
 
+@functools.lru_cache(maxsize=4096)  # a landing has few labels and many files
 def label_problem(label: str) -> str | None:
     """Why ``label`` cannot name a class (it becomes a folder and a metric key downstream), or None."""
     if not label:

@@ -318,27 +318,51 @@ class FileTooLarge(Exception):
 _NO_WAIT = getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
 
 
-def _open_regular(path: str):
-    """``path`` opened for reading, refused (``NotARegularFile``) unless it is a regular file."""
-    if kind := special_file(path):  # checked before opening: opening a FIFO blocks until a writer comes
+def _open_regular(path: str) -> tuple[int, int]:
+    """``(fd, size)`` of ``path`` opened for reading; ``NotARegularFile`` unless it is a regular file.
+
+    Non-blocking, so a FIFO (even one that replaced the file since it was listed) opens without
+    waiting for a writer, and its ``fstat`` refuses it: one open and one fstat per good file.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | _NO_WAIT)
+    except OSError as exc:  # a broken symlink, a socket, a loop: say which; else the reader reports it
+        if kind := special_file(path):
+            raise NotARegularFile(f"{path} is {kind}") from None
+        raise exc
+    info = os.fstat(fd)
+    if kind := _kind(info.st_mode):
+        os.close(fd)
         raise NotARegularFile(f"{path} is {kind}")
-    # Non-blocking, in case a FIFO replaced the file since the check; fstat then tells.
-    fh = os.fdopen(os.open(path, os.O_RDONLY | _NO_WAIT), "rb")
-    if kind := _kind(os.fstat(fh.fileno()).st_mode):
-        fh.close()
-        raise NotARegularFile(f"{path} is {kind}")
-    return fh
+    return fd, info.st_size
+
+
+def _read_local(path: str, limit: int) -> bytes:
+    fd, size = _open_regular(path)
+    try:
+        if 0 <= limit < size:
+            raise FileTooLarge(size, limit)
+        # The stated size plus one byte, so a file that grew is noticed: asking for the whole limit
+        # would allocate it. A regular file's read returns less than asked only at its end.
+        parts, got = [], 0
+        while limit < 0 or got <= limit:
+            want = size + 1 - got if got <= size else 1 << 20
+            chunk = os.read(fd, want)
+            parts.append(chunk)
+            got += len(chunk)
+            if len(chunk) < want:
+                break
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 def read_bytes(uri: str, max_bytes: int | None = None) -> bytes:
     """The file's bytes; ``FileTooLarge`` from its size, before any is read, when over ``max_bytes``;
-    ``NotARegularFile`` for a local FIFO, device, socket or broken symlink, which is never opened."""
+    ``NotARegularFile`` for a local FIFO, device, socket or broken symlink, which is never read."""
     limit = max_bytes if max_bytes is not None else -1
     if uri.startswith("file://"):  # the common local case, without fsspec's per-call overhead
-        with _open_regular(uri.removeprefix("file://")) as fh:
-            if 0 <= limit < (size := os.fstat(fh.fileno()).st_size):
-                raise FileTooLarge(size, limit)
-            data = fh.read(limit + 1 if limit >= 0 else -1)  # a file growing while read stops one byte over
+        data = _read_local(uri.removeprefix("file://"), limit)
     else:
         fs, path = fsspec.core.url_to_fs(uri)
         if 0 <= limit < (size := fs.size(path)):
