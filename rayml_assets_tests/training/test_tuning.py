@@ -259,11 +259,12 @@ def test_rerunning_a_finished_task_restores_it_without_training(asha_task, asha_
 
 
 def test_pbt_exploits_a_better_trials_checkpoint(ray_cluster, digits, workdir):
-    # synch: both trials reach each perturbation point before PBT ranks them, so
-    # the worse one copies the better one's checkpoint after epoch 1
+    # synch: both trials reach each perturbation point before PBT ranks them, so the worse one
+    # copies the better one's checkpoint. Two points (after epochs 1 and 2): Ray's PBT now and then
+    # ranks a point before the donor has a checkpoint and skips that exploit.
     config = TuningConfig(
         search_space={"lr": {"grid": [0.001, 0.2]}, "batch_size": 16},
-        max_epochs=2,
+        max_epochs=3,
         image_size=IMAGE_SIZE,
         num_workers=1,
         scheduler={
