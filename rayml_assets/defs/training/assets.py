@@ -133,7 +133,7 @@ def registered_model(
     context: AssetExecutionContext, config: RegisteredModelConfig, workspace: WorkspaceResource, mlflow_store: MlflowResource
 ) -> MaterializeResult:
     from rayml_assets.lib.training.registry import register_challenger  # MLflow and torch: in this step only
-    from rayml_assets.lib.common.previews import read_preview
+    from rayml_assets.lib.common.previews import plots_preview
     from rayml_assets.lib.training.comparison import plot_accuracies
 
     tuned = upstream_metadata(context, tuned_model.key)
@@ -164,9 +164,8 @@ def registered_model(
          f"champion v{report.champion_version}": report.champion.accuracy if report.champion else None},
         Path(report.confusion_png).with_name(f"comparison_{report.model_name}_v{report.version}.png"),
     )
-    preview = "\n\n".join(
-        (read_preview(report.confusion_png, "confusion matrix (test split)"),
-         read_preview(str(comparison), "challenger against the champion"))
+    preview = plots_preview(
+        {"confusion matrix (test split)": report.confusion_png, "challenger against the champion": str(comparison)}
     )
     metadata = {
         "preview": MetadataValue.md(preview),

@@ -188,6 +188,7 @@ def ingest(
     tags = {"rayml.batch_id": batch_id, "rayml.landing_uri": landing_uri}
     total = Plan(already_present=len(items) - len(todo))
     batches = list(_batches(items, todo, policy.batch_bytes)) or [[]]
+    present = _present_outside(items) if files is not None else lambda uri: False  # a whole listing shows every file
     for number, positions in enumerate(batches, start=1):
         outcomes, images = (
             check_all([items[p] for p in positions], policy, known_images)
@@ -197,10 +198,9 @@ def ingest(
         plan = plan_ingest(
             items, positions, outcomes, last,
             lambda ids: _recorded(raw_uri, ids, storage_options),
-            _present_outside(items) if files is not None else lambda uri: False,  # a whole listing shows every file
+            present,
             known_q, policy_fp, batch_id, datetime.now(timezone.utc),
         )
-        plan.already_present -= len(items) - len(positions)  # the planner counts every other file as present
         inserted = 0
         # Commit order matters: the index is written last, so a crash before it only
         # means those files are read again next time (and then found by their hash).
@@ -208,7 +208,6 @@ def ingest(
             inserts = _raw_table(plan.inserts, images.filter(pa.array(plan.insert_mask, pa.bool_())))
             inserted = commit_raw(raw_uri, inserts, plan, tags, storage_options, _written_by_others(batch_id, started))
         del images, outcomes  # this batch's bytes are in the table now
-        pa.default_memory_pool().release_unused()  # or the allocator keeps each batch's peak as its own
         if plan.quarantine:
             lake.merge_insert_new(
                 q_uri, pa.Table.from_pylist(plan.quarantine, schema=lake.QUARANTINE_SCHEMA), "quarantine_id",

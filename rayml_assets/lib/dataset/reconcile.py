@@ -178,13 +178,12 @@ def plan_ingest(
     batch_id: str,
     now: datetime,
 ) -> Plan:
-    """Decide every change of an ingest: ``todo`` are the positions in ``items`` that were read (with
+    """Decide every change of one batch: ``todo`` are the positions in ``items`` that were read (with
     ``outcomes``), ``recorded`` gives raw_images' (source_uri, label) of image ids, and ``present``
     tells whether a recorded file outside ``items`` still exists (a caller's partial listing)."""
     outcomes_at = dict(zip(todo, outcomes))
     planner = _Planner(items, outcomes_at, last, known_q, policy_fp, batch_id, now)
-    plan = planner.plan
-    plan.already_present = len(items) - len(todo)
+    plan = planner.plan  # already_present counts files read now; the caller adds those it skipped
     valid = {p: row for p, (kind, row) in outcomes_at.items() if kind == "valid"}
     for position, (kind, row) in outcomes_at.items():
         if kind == "rejected":
