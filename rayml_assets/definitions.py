@@ -57,6 +57,7 @@ def resources_for(profile: Profile) -> dict:
             registry_uri=profile.mlflow_registry_uri,
             artifact_location=profile.mlflow_artifact_root,
             ui_url=profile.mlflow_ui_url,
+            model_name=profile.model_name,
         ),
     }
 

@@ -82,7 +82,10 @@ class Profile(BaseModel):
     executor: Literal["in_process", "multiprocess"] | None = None
     sample_fraction: float = Field(1.0, gt=0.0, le=1.0)
     search_space: Literal["small", "full"] = "full"
+    # The class labels; None takes the landing's label folders (the default of a user profile file).
     taxonomy: list[str] | None = None
+    # The registered model's name in the MLflow registry (catalog.schema.name in Unity Catalog).
+    model_name: str = Field("rayml_image_classifier", min_length=1)
     ray_address: str | None = None
     ray_num_cpus: int | None = None
     # Joining a cluster with token auth (docs/training.md): a token FILE path, never the token;
@@ -133,8 +136,9 @@ def _expand(value, env: dict[str, str], where: str = ""):
     return value
 
 
-def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
-    """A profile file's mapping, with the packaged profile it ``extends`` underneath it."""
+def _read(path: Path, seen: tuple[Path, ...] = (), own: dict | None = None) -> dict:
+    """A profile file's mapping, with the packaged profile it ``extends`` underneath it;
+    ``own`` is applied over the file's keys before that merge (defaults of a user's file)."""
     if path in seen:
         raise ProfileError(f"profile {path} extends itself through {[str(p) for p in seen]}")
     try:
@@ -146,6 +150,7 @@ def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     if not isinstance(raw, dict):
         raise ProfileError(f"profile {path} must be a mapping, got {type(raw).__name__}")
     base = raw.pop("extends", None)
+    raw = {**(own or {}), **raw}
     if base is None:
         return raw
     return _merged(_read(_packaged_path(str(base)), (*seen, path)), raw)
@@ -175,7 +180,8 @@ def load_profile(name: str | None = None) -> Profile:
     user_file = os.environ.get(PROFILE_FILE_ENV)
     if name is None and user_file:
         path = Path(user_file).expanduser()
-        raw = _read(path)
+        # A user's images have their own labels: the digits taxonomy of `extends: local` is not inherited.
+        raw = _read(path, own={"taxonomy": None})
         name = str(raw.pop("name", None) or path.stem)
         if not _PROFILE_NAME.fullmatch(name):
             raise ProfileError(f"profile {path}: name {name!r} must be letters, digits, '_' and '-'")

@@ -27,11 +27,13 @@ from dagster_databricks.pipes import (
 )
 from dagster_databricks.resources import AzureServicePrincipalCredentials
 from databricks.sdk.errors import DatabricksError
+from databricks.sdk.mixins.files import DbfsExt
 from databricks.sdk.service import compute as dbcompute
 from databricks.sdk.service import jobs
 from pydantic import Field
 
-from rayml_assets.lib.common.contract import ENV_KEY, RAY_ON_SPARK_KEY
+from rayml_assets.lib.common.contract import ENV_KEY, RAY_KEY, RAY_ON_SPARK_KEY
+from rayml_assets.lib.common.pipes_runtime import check_ray_on_spark, ray_address, ray_with_address
 from rayml_assets.resources.compute import (
     PROJECT_NAME,
     REMOTE_ENV_WHITELIST,
@@ -48,17 +50,21 @@ SERVERLESS_ENVIRONMENT_KEY = "rayml"
 
 CREDENTIAL_ENV_VARS = {
     "pat": ("DATABRICKS_HOST", "DATABRICKS_TOKEN"),
-    "azure_client_secret": (
-        "DATABRICKS_HOST",
-        "AZURE_CLIENT_ID",
-        "AZURE_CLIENT_SECRET",
-        "AZURE_TENANT_ID",
-    ),
+    "azure_client_secret": ("DATABRICKS_HOST", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID"),
 }
 
 
 class DatabricksCredentialsError(RuntimeError):
     """The environment lacks the Databricks credentials the profile's ``auth`` needs."""
+
+
+class ServerlessRayAddressError(ValueError):
+    """A serverless task was sent a Ray cluster to join; serverless compute has none."""
+
+
+# "auto" joins the Ray of the machine the task runs on: on a task cluster that is Ray on
+# Spark, on serverless there is none, so it is dropped there (the profiles set it).
+AUTO_RAY_ADDRESS = "auto"
 
 
 # ---------------------------------------------------------------------------------------
@@ -173,6 +179,26 @@ class _ServerlessPipesClient(_RunReporting, PipesDatabricksServerlessClient):
     pass
 
 
+class _DbfsMessageReader(PipesDbfsMessageReader):
+    """Reads each Pipes message chunk whole.
+
+    dagster-databricks 0.29.27 reads a chunk with one ``dbfs.read`` of the API's default
+    length (0.5 MB; 1 MB at most), so a larger chunk, which one big metadata value makes,
+    arrives cut and does not parse. ``DbfsExt`` reads in 1 MB pieces up to the file's size.
+    """
+
+    def __init__(self, *, client, **kwargs):
+        super().__init__(client=client, **kwargs)
+        self._dbfs = DbfsExt(client.api_client)
+
+    def download_messages_chunk(self, index: int, params) -> str | None:
+        try:
+            with self._dbfs.download(posixpath.join(params["path"], f"{index}.json")) as chunk:
+                return chunk.read().decode("utf-8")
+        except OSError:  # not written yet (NotFound is an OSError), as upstream treats it
+            return None
+
+
 def _runtime_flavour(spark_version: str, gpu: bool) -> str:
     """The GPU or CPU build of the same ML runtime: a GPU runtime will not start on CPU nodes."""
     want, other = ("-gpu-ml-", "-cpu-ml-") if gpu else ("-cpu-ml-", "-gpu-ml-")
@@ -190,6 +216,11 @@ class DatabricksCompute(ComputeResource):
     credentials: DatabricksClientResource
     wheel_version: str = Field(description="Version of the deployed rayml_assets wheel.")
     gpu_tasks: list[str] = Field(["train"], description="Task scripts that get gpu_node_type_id and the GPU runtime.")
+    ray_tasks: list[str] = Field(
+        ["train"],
+        description="Task scripts that get Ray on Spark over their task cluster; the others "
+        "(drift, explain) do not use Ray and start none.",
+    )
     serverless_environment_version: str = "2"
     poll_interval_seconds: float = 10.0
     message_poll_interval_seconds: float = 10.0
@@ -267,21 +298,35 @@ class DatabricksCompute(ComputeResource):
             ]
         return args
 
+    def ray_on_spark_spec(self, extras: Mapping[str, Any]) -> dict[str, Any]:
+        """``setup_ray_cluster`` arguments: the asset's own, else the cluster's autoscale range.
+
+        The default sets no per-worker size, so each Spark worker hosts one Ray worker with
+        all its CPUs and GPUs (none on CPU nodes), which suits GPU and CPU clusters alike.
+        """
+        spec = extras.get(RAY_ON_SPARK_KEY) or {
+            "min_worker_nodes": self.cluster.min_workers,
+            "max_worker_nodes": self.cluster.max_workers,
+        }
+        return check_ray_on_spark(spec)  # a bad sizing fails here, not after a cluster start
+
     def remote_extras(
         self, task: str, extras: Mapping[str, Any], env: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
         # spark_env_vars cover a task cluster; serverless only gets what travels in extras.
         out = {**extras, ENV_KEY: {**self.spark_env_vars(), **(env or {})}}
-        if not self.cluster.serverless:
-            # Ray on Spark spans the task cluster's workers; a task may pass its own sizing.
-            out.setdefault(
-                RAY_ON_SPARK_KEY,
-                {
-                    "min_worker_nodes": self.cluster.min_workers,
-                    "max_worker_nodes": self.cluster.max_workers,
-                    "num_gpus_worker_node": None if task in self.gpu_tasks else 0,
-                },
-            )
+        out.pop(RAY_ON_SPARK_KEY, None)
+        if self.cluster.serverless:
+            address = ray_address(extras)
+            if address not in (None, AUTO_RAY_ADDRESS):
+                raise ServerlessRayAddressError(
+                    f"task {task!r} runs on Databricks serverless, which cannot join the Ray "
+                    f"cluster at {address!r}: use a task cluster (serverless: false) or no ray address"
+                )
+            if address is not None:
+                out[RAY_KEY] = ray_with_address(extras, None, override=True)
+        elif task in self.ray_tasks:
+            out[RAY_ON_SPARK_KEY] = self.ray_on_spark_spec(extras)
         return out
 
     # -- running --------------------------------------------------------------------------
@@ -304,7 +349,7 @@ class DatabricksCompute(ComputeResource):
         return _ClusterPipesClient(
             client=workspace_client,
             # stdout/stderr travel as Pipes messages, so no cluster log delivery is needed.
-            message_reader=PipesDbfsMessageReader(
+            message_reader=_DbfsMessageReader(
                 client=workspace_client,
                 interval=self.message_poll_interval_seconds,
                 include_stdio_in_messages=True,
@@ -319,10 +364,16 @@ class DatabricksCompute(ComputeResource):
         # empty token would silently fall back to the SDK's default auth chain.
         if not (creds.host and (creds.token or creds.azure_credentials)):
             raise credentials_error(self.cluster.auth)
+        remote_extras = self.remote_extras(task, extras, env)
+        if self.cluster.serverless and ray_address(extras):
+            context.log.warning(
+                f"[rayml] {task} runs on serverless, which has no Ray cluster: ray address "
+                f"{ray_address(extras)!r} dropped; a Ray in the task is local to its driver"
+            )
         workspace_client = creds.get_client().workspace_client
         return self.pipes_client(workspace_client).run(
             context=context,
-            extras=self.remote_extras(task, extras, env),
+            extras=remote_extras,
             task=self.submit_task(task, env),
             submit_args=self.submit_args(context, task),
         )

@@ -23,7 +23,7 @@ class MlflowResource(ConfigurableResource):
     registry_uri: Optional[str] = Field(None, description="Model registry; 'databricks-uc' for Unity Catalog")
     artifact_location: Optional[str] = Field(None, description="Artifact root for new experiments (abfss:// in the cloud)")
     experiment_name: str = Field("rayml_assets", description="Experiment of the tuning runs")
-    model_name: str = Field("rayml_digits_classifier", description="Registered model name (catalog.schema.name on UC)")
+    model_name: str = Field("rayml_image_classifier", description="Registered model name (catalog.schema.name on UC)")
     ui_url: Optional[str] = Field(None, description="Base URL of the MLflow UI, for links in metadata (make mlflow-ui)")
 
     def settings(self) -> MlflowSettings:

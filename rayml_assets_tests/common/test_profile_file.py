@@ -23,6 +23,25 @@ def test_a_profile_file_outside_the_package_extends_a_packaged_one(tmp_path, mon
     assert load_profile("local").name == "local"  # a named packaged profile stays reachable
 
 
+def test_a_user_profile_takes_its_labels_from_the_landing_unless_it_fixes_them(tmp_path, monkeypatch):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("extends: local\n")
+    monkeypatch.setenv("RAYML_PROFILE_FILE", str(mine))
+    assert load_profile().taxonomy is None  # not the digits of `local`
+    assert load_profile("local").taxonomy == [str(d) for d in range(10)]
+    mine.write_text("extends: local\ntaxonomy: [cat, dog]\nmodel_name: pets\n")
+    profile = load_profile()
+    assert profile.taxonomy == ["cat", "dog"] and profile.model_name == "pets"
+
+
+def test_the_registered_model_name_comes_from_the_profile(tmp_path, monkeypatch):
+    assert load_profile("local").model_name == "rayml_image_classifier"
+    from rayml_assets.definitions import resources_for
+
+    profile = load_profile("local").model_copy(update={"model_name": "team.models.photos"})
+    assert resources_for(profile)["mlflow_store"].model_name == "team.models.photos"
+
+
 def test_nested_settings_merge_key_by_key_and_the_file_may_name_itself(tmp_path, monkeypatch):
     mine = tmp_path / "x.yaml"
     mine.write_text("extends: sit\nname: team_sit\ndatabricks:\n  max_workers: 8\n")

@@ -47,14 +47,19 @@ def _materialize_chain(home: Path, dagster_home: Path) -> None:
         write_batches(Path(profile.landing_uri), batches=8, only_batch=0)
         write_stream(profile.production_landing_uri, profile.feedback_landing_uri, days=1, per_day=60)
         resources = {**resources_for(profile), "dataset_policy": DatasetPolicy(taxonomy=list(TAXONOMY), min_train_images_per_class=3)}
-        config = {"ops": {
-            "tuned_model": {"config": {"tuning_yaml": yaml.safe_dump(ONE_TRIAL)}},
-            "registered_model": {"config": {"min_accuracy": 0.0}},
-        }}
+        config = {"ops": {"tuned_model": {"config": {"tuning_yaml": yaml.safe_dump(ONE_TRIAL)}}}}
         chain = [dataset_assets.raw_images, dataset_assets.cleaned_images, training_assets.tuned_model,
-                 training_assets.registered_model, training_assets.champion_model, monitoring_assets.shap_report]
+                 training_assets.registered_model]
         with DagsterInstance.from_config(str(dagster_home)) as instance:
-            assert materialize(chain, resources=resources, instance=instance, run_config=config).success
+            trained = materialize(chain, resources=resources, instance=instance, run_config=config, raise_on_error=False)
+            registered = trained.asset_materializations_for_node("registered_model")
+            assert registered, "the chain registered no model"
+            # A one-trial model does not beat the SVC baseline, so the gate keeps it from the alias; the
+            # pictures need a champion: set it by hand, as an operator overriding the gate would.
+            version = registered[0].metadata["model_version"].value
+            store = resources["mlflow_store"]
+            store.settings().client().set_registered_model_alias(store.model_name, "champion", version)
+            assert materialize([monitoring_assets.shap_report], resources=resources, instance=instance).success
             monitoring = [monitoring_assets.predictions, monitoring_assets.data_drift_report]
             assert materialize(monitoring, resources=resources, instance=instance, partition_key=DAY).success
 

@@ -6,13 +6,16 @@ Runs the script as Databricks would (as ``__main__``, parameters in ``sys.argv``
 swapping the three things only a real cluster has:
 
 - the DBFS FUSE mount ``/dbfs`` and the Unity Catalog ``/Volumes`` mount -> the fake
-  workspace's folders (``FAKE_DBFS_ROOT``, ``FAKE_VOLUMES_ROOT``);
+  workspace's folders (``FAKE_DBFS_ROOT``, ``FAKE_VOLUMES_ROOT``); a file written there
+  appears whole when it is closed, as a FUSE upload does, so a reader on the API side
+  never sees half a Pipes message chunk;
 - the driver's SparkSession (which ``PipesDbfsMessageWriter`` asks for cluster log
   settings) -> none, cluster log delivery off;
 - ``ray.util.spark.setup_ray_cluster`` / ``shutdown_ray_cluster`` -> recorders appending
   their calls to ``FAKE_RAY_LOG``, so a test can see how Ray on Spark was asked for (a
-  stub ``ray.util.spark`` module: importing Ray costs seconds, and the kwargs are checked
-  against the real signature in test_compute.py).
+  stub ``ray.util.spark`` module: a driver here has no Spark for Ray to start on; the
+  recorded kwargs go through Ray's own argument checks in the test process, see
+  ``real_ray_on_spark_check`` in rayml_assets_tests/databricks/conftest.py).
 
 Everything else -- the script, ``rayml_assets.lib.common.pipes_runtime``, the real dagster_pipes
 loaders and writers -- runs unchanged.
@@ -42,6 +45,16 @@ def _volumes(path: str) -> str:
     return os.path.join(os.environ["FAKE_VOLUMES_ROOT"], path.removeprefix("/Volumes/"))
 
 
+class _MountedChannel(dagster_pipes.PipesBufferedFilesystemMessageWriterChannel):
+    """The real channel; each chunk lands under its name only once written (see above)."""
+
+    def upload_messages_chunk(self, payload, index: int) -> None:
+        final = os.path.join(self._path, f"{index}.json")
+        with open(f"{final}.part", "w", encoding="utf-8") as f:
+            f.write(payload.read())
+        os.replace(f"{final}.part", final)
+
+
 def _mounted_io(mount):
     """load_context / make_channel of the real classes, reading the mount from ``mount``."""
 
@@ -51,9 +64,7 @@ def _mounted_io(mount):
             yield json.load(f)
 
     def make_channel(self, params):
-        return dagster_pipes.PipesBufferedFilesystemMessageWriterChannel(
-            path=mount(params["path"]), interval=self.interval
-        )
+        return _MountedChannel(path=mount(params["path"]), interval=self.interval)
 
     return load_context, make_channel
 

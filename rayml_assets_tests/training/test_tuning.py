@@ -3,6 +3,7 @@
 One Ray cluster serves the whole module. The ASHA run goes through the Pipes
 task script (``lib/training/train_task.py``) with a real Pipes context writing to
 files, so the same run also proves the MLflow layout and the materialization metadata.
+The search algorithms, the time budget and the pure config/stopper tests are in ``test_search.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from rayml_assets.lib.common.contract import LakeSettings, MlflowSettings
 from rayml_assets.lib.training import train_task
 from rayml_assets.lib.training.checkpoints import load_checkpoint_model
 from rayml_assets.lib.training.contract import TrainTaskParams
-from rayml_assets.lib.training.stopper import PlateauTargetBudgetStopper
 from rayml_assets.lib.training.tracking import TAG_EXPERIMENT, TAG_ROLE, load_logged_model, mlflow_uris
 from rayml_assets.lib.training.tuner import init_ray, run_tuning
 from rayml_assets.lib.training.tuning_config import TuningConfig
@@ -182,6 +182,8 @@ def test_pipes_logs_each_trial_and_reports_the_materialization(asha_task):
     report = _materialization(messages)
     metadata = report["metadata"]
     assert report["data_version"] == output.result.experiment_name
+    assert metadata["search_algorithm"]["raw_value"] == "random" and metadata["time_budget_s"]["raw_value"] is None
+    assert metadata["stopped_by_time_budget"]["raw_value"] is False and metadata["wall_time_s"]["raw_value"] > 0
     assert metadata["trials_run"]["raw_value"] == 4
     assert metadata["trials_stopped_early"]["raw_value"] == output.result.num_stopped_early
     assert metadata["epochs_used"]["raw_value"] < metadata["epochs_full_grid"]["raw_value"]
@@ -199,6 +201,7 @@ def test_mlflow_parent_child_runs_dataset_and_model(asha_task, mlflow_settings, 
     assert parent.data.tags["dagster_run_id"] == "run-1" and parent.data.tags["asset_key"] == "tuned_model"
     assert parent.data.tags["delta_version"] == str(digits[1]) and parent.data.tags["git_sha"] == "abc123"
     assert parent.info.status == "FINISHED"
+    assert parent.data.params["search_algorithm"] == "random" and parent.data.params["time_budget_s"] == "None"
     [dataset_input] = parent.inputs.dataset_inputs
     assert dataset_input.dataset.name == f"cleaned_images@v{digits[1]}"
     assert json.loads(dataset_input.dataset.source) == {"path": digits[0], "delta_table_version": digits[1]}
@@ -293,9 +296,22 @@ def test_pbt_exploits_a_better_trials_checkpoint(ray_cluster, digits, workdir):
 # ---------------------------------------------------------------- resume after an interruption
 
 
-def test_resume_after_interruption_does_not_retrain_finished_trials(ray_cluster, digits, workdir):
+@pytest.mark.parametrize(
+    "search",
+    [
+        {"search_space": {"lr": {"grid": [0.05, 0.1]}, "batch_size": 32}},
+        # the restored Optuna study knows the finished trial and proposes only the missing one
+        {
+            "search_algorithm": "optuna",
+            "search_space": {"lr": {"choice": [0.05, 0.1]}, "batch_size": 32},
+            "num_samples": 2,
+        },
+    ],
+    ids=["random", "optuna"],
+)
+def test_resume_after_interruption_does_not_retrain_finished_trials(ray_cluster, digits, workdir, search):
     config = TuningConfig(
-        search_space={"lr": {"grid": [0.05, 0.1]}, "batch_size": 32},
+        **search,
         max_epochs=1,
         image_size=IMAGE_SIZE,
         num_workers=1,
@@ -306,7 +322,7 @@ def test_resume_after_interruption_does_not_retrain_finished_trials(ray_cluster,
         "table_uri": digits[0],
         "version": digits[1],
         "storage_path": str(workdir / "ray_results"),
-        "experiment_name": "resume",
+        "experiment_name": f"resume-{config.search_algorithm}",
     }
     finished: list[str] = []
 
@@ -332,103 +348,3 @@ def test_resume_after_interruption_does_not_retrain_finished_trials(ray_cluster,
     # the name is pinned to its data and config: reusing it for another config is refused
     with pytest.raises(ValueError, match="another experiment name"):
         run_tuning(config.model_copy(update={"max_epochs": 2}), **kwargs)
-
-
-# ---------------------------------------------------------------- the stopper (pure)
-
-
-def _feed(stopper, trial, values, start=1):
-    return [stopper(trial, {"val_accuracy": v, "training_iteration": i}) for i, v in enumerate(values, start)]
-
-
-def test_stopper_stops_a_trial_on_a_plateau():
-    stopper = PlateauTargetBudgetStopper("val_accuracy", patience=2, min_delta=0.01)
-    assert _feed(stopper, "a", [0.5, 0.6, 0.605, 0.61]) == [False, False, False, True]
-    assert stopper.reasons == {"a": "plateau"}
-    # another trial still improving is left alone
-    assert _feed(stopper, "b", [0.1, 0.2, 0.3, 0.4]) == [False] * 4
-    assert not stopper.stop_all()
-
-
-def test_stopper_stops_at_target_and_honours_min_mode():
-    stopper = PlateauTargetBudgetStopper("val_accuracy", target=0.9)
-    assert _feed(stopper, "a", [0.5, 0.91]) == [False, True]
-    assert stopper.reasons["a"] == "target"
-    loss = PlateauTargetBudgetStopper("val_loss", mode="min", target=0.2, patience=1)
-    assert loss("t", {"val_loss": 0.5}) is False
-    assert loss("t", {"val_loss": 0.4}) is False
-    assert loss("t", {"val_loss": 0.45}) is True and loss.reasons["t"] == "plateau"
-    assert loss("u", {"val_loss": 0.1}) is True and loss.reasons["u"] == "target"
-
-
-def test_stopper_budgets_end_the_experiment():
-    now = [100.0]
-    stopper = PlateauTargetBudgetStopper("val_accuracy", time_budget_s=60, clock=lambda: now[0])
-    assert not stopper.stop_all()  # the budget starts with the first result
-    stopper("a", {"val_accuracy": 0.1, "training_iteration": 1})
-    now[0] = 159.0
-    assert not stopper.stop_all()
-    now[0] = 160.0
-    assert stopper.stop_all() and stopper.stop_all_reason == "time_budget"
-
-    epochs = PlateauTargetBudgetStopper("val_accuracy", epoch_budget=5)
-    _feed(epochs, "a", [0.1, 0.2, 0.3])
-    _feed(epochs, "b", [0.1])
-    assert not epochs.stop_all()
-    _feed(epochs, "b", [0.2], start=2)
-    _feed(epochs, "b", [0.2], start=2)  # a repeated iteration (resume) is not counted twice
-    assert epochs.stop_all() and epochs.stop_all_reason == "epoch_budget"
-
-
-def test_stopper_ignores_results_without_the_metric():
-    stopper = PlateauTargetBudgetStopper("val_accuracy", patience=1, target=0.5)
-    assert stopper("a", {"training_iteration": 1}) is False
-    assert stopper("a", {"val_accuracy": float("nan"), "training_iteration": 2}) is False
-
-
-# ---------------------------------------------------------------- config (pure)
-
-
-def test_config_parses_every_kind_of_search_space():
-    config = TuningConfig(
-        search_space={
-            "lr": {"loguniform": [1e-4, 1e-2]},
-            "model": {"choice": ["small_cnn", "resnet18"]},
-            "batch_size": {"grid": [32, 64]},
-            "momentum": {"uniform": [0.8, 0.99]},
-            "weight_decay": 1e-4,
-        },
-        num_samples=3,
-    )
-    assert config.num_trials() == 6
-    assert TuningConfig.model_validate(config.model_dump(mode="json")) == config
-    assert config.fingerprint() != TuningConfig(search_space=config.search_space, num_samples=4).fingerprint()
-
-
-@pytest.mark.parametrize(
-    "bad",
-    [
-        {"search_space": {"learning_rate": {"uniform": [0.1, 0.2]}}},  # unknown hyperparameter
-        {"search_space": {"lr": {"loguniform": [0, 1]}}},
-        {"search_space": {"lr": {"uniform": [0.2, 0.1]}}},
-        {"search_space": {"lr": {"normal": [0, 1]}}},
-        {"search_space": {"model": {"choice": []}}},
-        {"scheduler": {"type": "pbt"}},  # no mutations
-        {"scheduler": {"type": "pbt", "hyperparam_mutations": {"lr": {"grid": [0.1, 0.2]}}}},
-        {"scheduler": {"type": "asha", "grace_period": 9}, "max_epochs": 3},
-        {"scheduler": {"type": "hyperband"}},
-        {"num_workers": 0},
-        {"unexpected": 1},
-    ],
-)
-def test_config_rejects_mistakes(bad):
-    with pytest.raises(ValueError):
-        TuningConfig.model_validate(bad)
-
-
-def test_demo_config_is_valid_and_small_enough_for_two_cpus():
-    from rayml_assets.lib.training.tuning_config import demo_tuning
-
-    demo = demo_tuning()
-    assert demo.num_workers * demo.cpus_per_worker + demo.trainer_cpus <= 2
-    assert demo.search_space["model"] == "small_cnn" or "small_cnn" in demo.search_space["model"].get("choice", [])

@@ -6,7 +6,17 @@ step that needs it, not with the code location (rayml_assets_tests/common/test_l
 
 from typing import Literal, Optional
 
-from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 from pydantic import Field
 
 from rayml_assets.lib.common import tables
@@ -141,14 +151,52 @@ class CleanedImagesConfig(Config):
         return CleaningThresholds(**self.model_dump(exclude={"fastdup_threads", "backend"}))
 
 
+TAXONOMY_UNCHANGED = AssetCheckSpec(
+    "taxonomy_unchanged",
+    asset=keys.CLEANED_IMAGES,
+    description="The kept labels are those of the previous materialization; a new or vanished label warns, "
+    "because it changes the class count the champion was trained for",
+)
+
+
+def _previous_taxonomy(context: AssetExecutionContext) -> list[str] | None:
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    entry = (event.asset_materialization.metadata if event and event.asset_materialization else {}).get("taxonomy")
+    return list(entry.value) if entry is not None else None
+
+
+def taxonomy_record(context: AssetExecutionContext, labels: list[str], fixed: bool) -> tuple[dict, AssetCheckResult]:
+    """The taxonomy metadata of a cleaned version and the warning check that compares it with the last one."""
+    previous = _previous_taxonomy(context)
+    new = sorted(set(labels) - set(previous)) if previous is not None else []
+    removed = sorted(set(previous) - set(labels)) if previous is not None else []
+    if new or removed:
+        context.log.warning(f"the taxonomy changed: new labels {new}, vanished labels {removed}")
+    changes = {"new_labels": MetadataValue.json(new), "removed_labels": MetadataValue.json(removed)}
+    metadata = {
+        "taxonomy": MetadataValue.json(labels),
+        "taxonomy_source": "profile" if fixed else "landing label folders",
+        "num_classes": len(labels),
+        **changes,
+    }
+    check = AssetCheckResult(
+        check_name=TAXONOMY_UNCHANGED.name,
+        passed=not new and not removed,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"previous_taxonomy": MetadataValue.json(previous or []), **changes},
+    )
+    return metadata, check
+
+
 @asset(
     key=keys.CLEANED_IMAGES,
     automation_condition=upstream_data_changed,
     deps=[raw_images],
     group_name=DATASET_GROUP,
     kinds={"delta", "python"},
+    check_specs=[TAXONOMY_UNCHANGED],
     description="A tagged Delta snapshot of the dataset: each image with its split and, if excluded by cleaning "
-    "(duplicates, outliers, invalid, dark/bright/blurry), the reason.",
+    "(duplicates, outliers, invalid, dark/bright/blurry), the reason; its kept labels are the taxonomy.",
 )
 def cleaned_images(
     context: AssetExecutionContext,
@@ -196,8 +244,12 @@ def cleaned_images(
         "cleaning_backend": config.backend,
         "content_hash": result.content_hash,
     }
+    taxonomy, taxonomy_check = taxonomy_record(context, sorted(result.labels), fixed=bool(dataset_policy.taxonomy))
+    metadata.update(taxonomy)
     if gallery:
         metadata["excluded_gallery_png"] = MetadataValue.path(str(gallery))
         strips = reason_strips([(reason, data) for _, _, reason, data in result.excluded_examples], report_dir / "by_reason.png")
         metadata["preview"] = MetadataValue.md(read_preview(str(strips), "excluded images, by reason"))
-    return MaterializeResult(metadata=metadata, data_version=DataVersion(result.content_hash))
+    return MaterializeResult(
+        metadata=metadata, data_version=DataVersion(result.content_hash), check_results=[taxonomy_check]
+    )

@@ -27,9 +27,9 @@ from rayml_assets.defs.common import keys
 from rayml_assets.defs.common.conditions import upstream_data_changed
 from rayml_assets.defs.common.lineage import markdown_table, pinned_version, upstream_metadata
 from rayml_assets.defs.dataset.assets import cleaned_images
-from rayml_assets.defs.training.checks import CHALLENGER_MEETS_MIN_ACCURACY, NO_FAILED_TRIALS, check_results
+from rayml_assets.defs.training.checks import CHALLENGER_BEATS_BASELINE, NO_FAILED_TRIALS, check_results
 from rayml_assets.lib.training.contract import TrainTaskParams
-from rayml_assets.lib.training.promotion import PromotionDecision, promote
+from rayml_assets.lib.training.promotion import PromotionDecision, decide_promotion, promote
 from rayml_assets.lib.training.tuning_config import CONFIGS_DIR, TuningConfig
 from rayml_assets.resources.compute import ComputeResource
 from rayml_assets.resources.mlflow import MlflowResource
@@ -115,8 +115,20 @@ def tuned_model(
 
 
 class RegisteredModelConfig(Config):
-    promotion_margin: float = Field(0.0, description="The challenger must be strictly better than the champion, by at least this much test accuracy")
-    min_accuracy: float = Field(0.9, description="Test accuracy a model needs before it can become champion")
+    promotion_margin: float = Field(
+        0.0, description="The challenger must be strictly better than the champion, by at least this much test accuracy"
+    )
+    baseline_margin: float = Field(
+        0.0,
+        description="The gate: the challenger must be strictly better than the better classical baseline "
+        "(logistic regression or SVC on the same splits), by at least this much test accuracy (>= 0)",
+    )
+    min_accuracy: Optional[float] = Field(
+        None, description="An absolute floor of test accuracy on top of the baseline; none by default"
+    )
+    baseline_max_train_rows: int = Field(
+        10_000, description="The baselines fit on a stable, stratified sample of at most this many train rows"
+    )
 
 
 @asset(
@@ -125,14 +137,15 @@ class RegisteredModelConfig(Config):
     deps=[tuned_model],
     group_name=TRAINING_GROUP,
     kinds={"mlflow"},
-    check_specs=[CHALLENGER_MEETS_MIN_ACCURACY],
+    check_specs=[CHALLENGER_BEATS_BASELINE],
     description="The best tuned model registered in the MLflow registry, evaluated on the test split of its own "
-    "Delta version, with the alias 'challenger' and a promotion decision against the champion.",
+    "Delta version beside a classical baseline fitted on its train split, with the alias 'challenger' and a "
+    "promotion decision against the baseline and the champion.",
 )
 def registered_model(
     context: AssetExecutionContext, config: RegisteredModelConfig, workspace: WorkspaceResource, mlflow_store: MlflowResource
 ) -> MaterializeResult:
-    from rayml_assets.lib.training.registry import register_challenger  # MLflow and torch: in this step only
+    from rayml_assets.lib.training.registry import register_challenger  # MLflow, torch, sklearn: in this step only
     from rayml_assets.lib.common.previews import plots_preview
     from rayml_assets.lib.training.comparison import plot_accuracies
 
@@ -146,27 +159,37 @@ def registered_model(
         delta_version=int(tuned["delta_version"]),
         reports_dir=workspace.report_dir("registry"),
         dagster_run_id=context.run_id,
-        margin=config.promotion_margin,
+        promotion_margin=config.promotion_margin,
+        baseline_margin=config.baseline_margin,
         min_accuracy=config.min_accuracy,
+        baseline_max_train_rows=config.baseline_max_train_rows,
     )
-    decision = report.decision
+    decision, challenger, baseline = report.decision, report.challenger, report.baseline
     context.log.info(
         f"{report.model_name} v{report.version} ({'new' if report.created else 'existing'} version): "
-        f"test accuracy {report.challenger.accuracy:.4f}; {decision.reason}"
+        f"test accuracy {challenger.accuracy:.4f}; baselines logreg {baseline.logreg_accuracy:.4f}, "
+        f"svc {baseline.svc_accuracy:.4f} (fitted on {baseline.train_rows} of {baseline.train_rows_in_split} "
+        f"train rows); {decision.reason}"
     )
-    challenger = report.challenger
     per_class = {
         label: f"{challenger.per_class_precision[label]:.3f} / {challenger.per_class_recall[label]:.3f}"
         for label in challenger.class_labels
     }
     comparison = plot_accuracies(
         {f"challenger v{report.version}": challenger.accuracy,
-         f"champion v{report.champion_version}": report.champion.accuracy if report.champion else None},
+         f"champion v{report.champion_version}": report.champion.accuracy if report.champion else None,
+         "baseline logreg": baseline.logreg_accuracy,
+         "baseline SVC": baseline.svc_accuracy},
         Path(report.confusion_png).with_name(f"comparison_{report.model_name}_v{report.version}.png"),
+        lines={f"to beat: baseline {decision.baseline_model} + baseline_margin {decision.baseline_margin:.3f}":
+               decision.baseline_accuracy + decision.baseline_margin,
+               "min_accuracy (floor)": decision.min_accuracy},
     )
     preview = plots_preview(
-        {"confusion matrix (test split)": report.confusion_png, "challenger against the champion": str(comparison)}
+        {"confusion matrix (test split)": report.confusion_png,
+         "challenger against the champion and the baselines": str(comparison)}
     )
+    # Numbers charted across materializations keep their key and float type (see report.baseline_numbers).
     metadata = {
         "preview": MetadataValue.md(preview),
         "model_name": report.model_name,
@@ -176,14 +199,20 @@ def registered_model(
         "source_run_id": report.source_run_id,
         "delta_version": report.delta_version,
         "cleaned_table_uri": report.table_uri,
-        "test_accuracy": report.challenger.accuracy,
-        "test_images": report.challenger.n,
+        "test_accuracy": float(challenger.accuracy),
+        "test_images": challenger.n,
         "precision_recall_per_class": markdown_table(per_class, "label", "precision / recall"),
         "confusion_matrix": MetadataValue.path(report.confusion_png),
+        **report.baseline_numbers(),
+        "baseline_model": decision.baseline_model,
+        "baseline_train_rows": baseline.train_rows,
+        "baseline_train_rows_in_split": baseline.train_rows_in_split,
+        "baseline_fit_seconds": float(baseline.logreg_fit_seconds + baseline.svc_fit_seconds),
+        "baseline_margin": float(decision.baseline_margin),
+        **({"min_accuracy": float(decision.min_accuracy)} if decision.min_accuracy is not None else {}),
         "champion_version": report.champion_version or "none",
-        "champion_test_accuracy": report.champion.accuracy if report.champion else -1.0,
-        "promotion_margin": decision.margin,
-        "min_accuracy": decision.min_accuracy,
+        "champion_test_accuracy": float(report.champion.accuracy) if report.champion else -1.0,
+        "promotion_margin": float(decision.promotion_margin),
         "should_promote": decision.promote,
         "decision": decision.reason,
     }
@@ -194,25 +223,38 @@ def registered_model(
     )
 
 
+def _decision_from(registered: dict) -> PromotionDecision:
+    """The decision again, from registered_model's numbers: the rule, not a stored boolean, moves the alias."""
+    if "baseline_accuracy" not in registered:
+        raise Failure(
+            description="registered_model's latest materialization has no baseline (it predates the baseline "
+            "gate); materialize registered_model again"
+        )
+    champion_absent = registered["champion_version"] == "none"
+    return decide_promotion(
+        float(registered["test_accuracy"]),
+        None if champion_absent else float(registered["champion_test_accuracy"]),
+        baseline_model=str(registered["baseline_model"]),
+        baseline_accuracy=float(registered["baseline_accuracy"]),
+        promotion_margin=float(registered["promotion_margin"]),
+        baseline_margin=float(registered["baseline_margin"]),
+        min_accuracy=float(registered["min_accuracy"]) if "min_accuracy" in registered else None,
+    )
+
+
 @asset(
     key=keys.CHAMPION_MODEL,
     automation_condition=upstream_data_changed,
     deps=[registered_model],
     group_name=TRAINING_GROUP,
     kinds={"mlflow"},
-    description="The 'champion' alias. Moves to the challenger only when it beat the champion by the margin; "
-    "the blocking minimum-accuracy check on registered_model must pass first.",
+    description="The 'champion' alias. Moves to the challenger only when it beat the better classical baseline by "
+    "baseline_margin (and min_accuracy, if set) and the champion by promotion_margin; the blocking check "
+    "challenger_beats_baseline on registered_model must pass first.",
 )
 def champion_model(context: AssetExecutionContext, mlflow_store: MlflowResource) -> MaterializeResult:
     registered = upstream_metadata(context, registered_model.key)
-    decision = PromotionDecision(
-        promote=bool(registered["should_promote"]),
-        reason=registered["decision"],
-        challenger_accuracy=float(registered["test_accuracy"]),
-        champion_accuracy=None if registered["champion_version"] == "none" else float(registered["champion_test_accuracy"]),
-        margin=float(registered["promotion_margin"]),
-        min_accuracy=float(registered["min_accuracy"]),
-    )
+    decision = _decision_from(registered)
     moved = promote(mlflow_store.settings(), registered["model_name"], registered["model_version"], decision)
     champion = registered["model_version"] if moved else registered["champion_version"]
     if champion == "none":
@@ -224,6 +266,7 @@ def champion_model(context: AssetExecutionContext, mlflow_store: MlflowResource)
             "champion_version": champion,
             "moved": moved,
             "decision": decision.reason,
+            "baseline_lift": float(decision.baseline_lift),
             "champion_uri": f"models:/{registered['model_name']}@champion",
         },
         data_version=DataVersion(f"{registered['model_name']}/{champion}"),

@@ -1,8 +1,11 @@
 """The training assets' checks, evaluated inside their asset's step from the metadata it reports.
 
-- ``challenger_meets_min_accuracy`` (blocking) on ``registered_model``: the challenger's
-  test accuracy reaches ``min_accuracy``. A failure fails the step, so ``champion_model``
-  does not run and the ``champion`` alias stays where it is.
+- ``challenger_beats_baseline`` (blocking) on ``registered_model``: the challenger's test
+  accuracy beats the better classical baseline (logistic regression, SVC, fitted on the same
+  pinned train split and scored on the same test rows) by ``baseline_margin``, and reaches
+  ``min_accuracy`` when one is set (:func:`~rayml_assets.lib.training.promotion.passes_gate`).
+  A failure fails the step, so ``champion_model`` does not run and the ``champion`` alias
+  stays where it is.
 - ``no_failed_trials`` (warning) on ``tuned_model``: every trial finished without an error.
 
 Both read nothing but their asset's own metadata, so they are ``check_specs`` of the
@@ -24,26 +27,40 @@ from dagster import (
 )
 
 from rayml_assets.defs.common import keys
+from rayml_assets.lib.training.promotion import passes_gate
 
-CHALLENGER_MEETS_MIN_ACCURACY = AssetCheckSpec(
-    "challenger_meets_min_accuracy",
+CHALLENGER_BEATS_BASELINE = AssetCheckSpec(
+    "challenger_beats_baseline",
     asset=keys.REGISTERED_MODEL,
     blocking=True,
-    description="The challenger's test accuracy reaches min_accuracy; blocks the champion alias from moving",
+    description="Gates the champion alias: the challenger's test accuracy must beat the better classical "
+    "baseline (logistic regression or SVC on the same splits) by baseline_margin, and reach min_accuracy "
+    "when set; otherwise champion_model does not run and the alias stays",
 )
 NO_FAILED_TRIALS = AssetCheckSpec(
     "no_failed_trials", asset=keys.TUNED_MODEL, description="Every trial finished without an error"
 )
 
 
-def _challenger_meets_min_accuracy(meta: Mapping[str, Any]) -> AssetCheckResult:
-    accuracy, minimum = float(meta["test_accuracy"]), float(meta["min_accuracy"])
+def _challenger_beats_baseline(meta: Mapping[str, Any]) -> AssetCheckResult:
+    accuracy, baseline, margin = (float(meta[k]) for k in ("test_accuracy", "baseline_accuracy", "baseline_margin"))
+    floor = float(meta["min_accuracy"]) if "min_accuracy" in meta else None  # absent: no floor
+    shown = {"min_accuracy": floor} if floor is not None else {}
     return AssetCheckResult(
-        asset_key=CHALLENGER_MEETS_MIN_ACCURACY.asset_key,
-        check_name=CHALLENGER_MEETS_MIN_ACCURACY.name,
-        passed=accuracy >= minimum,
+        asset_key=CHALLENGER_BEATS_BASELINE.asset_key,
+        check_name=CHALLENGER_BEATS_BASELINE.name,
+        passed=passes_gate(accuracy, baseline, margin, floor),
         severity=AssetCheckSeverity.ERROR,
-        metadata={"test_accuracy": accuracy, "min_accuracy": minimum, "model_version": meta["model_version"]},
+        description=str(meta["decision"]),
+        metadata={
+            "test_accuracy": accuracy,
+            "baseline_model": str(meta["baseline_model"]),
+            "baseline_accuracy": baseline,
+            "baseline_lift": accuracy - baseline,
+            "baseline_margin": margin,
+            **shown,
+            "model_version": meta["model_version"],
+        },
     )
 
 
@@ -59,7 +76,7 @@ def _no_failed_trials(meta: Mapping[str, Any]) -> AssetCheckResult:
 
 
 _EVALUATE: dict[AssetCheckKey, Callable[[Mapping[str, Any]], AssetCheckResult]] = {
-    CHALLENGER_MEETS_MIN_ACCURACY.key: _challenger_meets_min_accuracy,
+    CHALLENGER_BEATS_BASELINE.key: _challenger_beats_baseline,
     NO_FAILED_TRIALS.key: _no_failed_trials,
 }
 

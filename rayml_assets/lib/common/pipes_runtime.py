@@ -21,7 +21,10 @@ It picks the Pipes I/O that matches how the script was launched (see
   the end; ``ray_address`` is that cluster;
 - on Databricks serverless (``PipesDatabricksServerlessClient``, which passes the Pipes
   bootstrap as CLI arguments): Unity Catalog volume context and messages; serverless has
-  no Spark cluster to host Ray, so ``ray_address`` is ``extras["ray"]["address"]``.
+  no Spark cluster to host Ray and no Ray to join (``DatabricksCompute`` sends no
+  address), so ``ray_address`` is None: a Ray inside the task, if it uses one.
+
+Only a task sent a ``ray_on_spark`` extra starts Ray on Spark (``DatabricksCompute.ray_tasks``).
 
 The runtime's own extras (``rayml_env``, ``ray_on_spark``: the keys of
 ``lib.common.contract``) are removed from ``pipes.extras`` once used, and the Ray on
@@ -80,15 +83,17 @@ def on_databricks() -> bool:
 
 def pipes_io() -> dict[str, Any]:
     """Keyword arguments for ``open_dagster_pipes`` that match the launching client."""
-    if not on_databricks():
-        return {}
     cli = PipesCliArgsParamsLoader()
+    # The CLI bootstrap comes first: only the serverless client passes it, and it does not
+    # depend on how the serverless runtime names itself in DATABRICKS_RUNTIME_VERSION.
     if cli.is_dagster_pipes_process():
         return {
             "params_loader": cli,
             "context_loader": PipesUnityCatalogVolumesContextLoader(),
             "message_writer": PipesUnityCatalogVolumesMessageWriter(),
         }
+    if not on_databricks():
+        return {}
     return {
         "context_loader": PipesDbfsContextLoader(),
         "message_writer": PipesDbfsMessageWriter(),
@@ -103,12 +108,30 @@ def spark_session():
     return SparkSession.builder.getOrCreate()
 
 
+# Ray on Spark (ray/util/spark/cluster_init.py) refuses one of these without the other:
+# set both to size each Ray worker, or neither for one Ray worker per Spark worker with
+# all of its CPUs and GPUs.
+PAIRED_RAY_ON_SPARK_ARGS = ("num_cpus_worker_node", "num_gpus_worker_node")
+
+
+def check_ray_on_spark(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``setup_ray_cluster`` keyword arguments of ``spec`` (None values dropped), or a
+    ValueError when they break Ray's both-or-neither rule for the per-worker sizes."""
+    kwargs = {k: v for k, v in spec.items() if v is not None}
+    given = [k for k in PAIRED_RAY_ON_SPARK_ARGS if k in kwargs]
+    if len(given) == 1:
+        raise ValueError(
+            f"ray_on_spark sets {given[0]} alone: Ray on Spark takes "
+            f"{' and '.join(PAIRED_RAY_ON_SPARK_ARGS)} together or neither"
+        )
+    return kwargs
+
+
 @contextmanager
 def ray_on_spark(spec: Mapping[str, Any]) -> Iterator[str]:
     from ray.util.spark import setup_ray_cluster, shutdown_ray_cluster
 
-    kwargs = {k: v for k, v in spec.items() if v is not None}
-    address, _ = setup_ray_cluster(**kwargs)
+    address, _ = setup_ray_cluster(**check_ray_on_spark(spec))
     try:
         yield address
     finally:

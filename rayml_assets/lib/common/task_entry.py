@@ -2,7 +2,8 @@
 
 A task script's logic is a function ``run(params, log) -> metadata`` whose
 ``params`` is the script's contract model (``lib/<domain>/contract.py``). Under
-Dagster (``PipesSubprocessClient`` or ``PipesDatabricksClient``) the model is
+Dagster (``PipesSubprocessClient``, ``PipesDatabricksClient`` or the serverless client,
+which passes ``--dagster-pipes-*`` arguments) the model is
 validated from ``pipes.extras`` and the metadata goes back through
 ``report_asset_materialization``. By hand, ``--extras FILE.json`` validates the
 same model from the file, runs the same function and prints the metadata as JSON.
@@ -17,6 +18,8 @@ import sys
 from collections.abc import Callable, Mapping
 from datetime import date, timedelta
 from typing import Any, TypeVar
+
+from dagster_pipes import DAGSTER_PIPES_CONTEXT_CLI_ARGUMENT, DAGSTER_PIPES_MESSAGES_CLI_ARGUMENT
 
 from rayml_assets.lib.common.contract import RAY_KEY, Contract
 from rayml_assets.lib.common.pipes_runtime import RAY_ADDRESS_KEY
@@ -55,6 +58,10 @@ def task_extras(extras: Mapping[str, Any], model: type[Contract]) -> dict[str, A
 def _cli_extras(argv: list[str]) -> dict | None:
     parser = argparse.ArgumentParser(description="run a monitoring task script outside Dagster")
     parser.add_argument("--extras", help="JSON file with the extras a Dagster asset would pass")
+    # The serverless Pipes client bootstraps through these; dagster_pipes reads them itself.
+    # Declared rather than parse_known_args, so that a mistyped option still fails.
+    for pipes_arg in (DAGSTER_PIPES_CONTEXT_CLI_ARGUMENT, DAGSTER_PIPES_MESSAGES_CLI_ARGUMENT):
+        parser.add_argument(pipes_arg, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.extras:
         return None

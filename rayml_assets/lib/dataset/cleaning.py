@@ -139,6 +139,7 @@ class CleaningResult:
     kept: int
     reasons: Counter
     splits: Counter
+    labels: Counter  # kept images per label: the taxonomy the model learns
     excluded_examples: list[tuple[str, str, str, bytes]]  # (image_id, label, reason, bytes)
     content_hash: str
 
@@ -235,6 +236,7 @@ def clean(
         kept=sum(kept_mask),
         reasons=Counter(reason.value for reason, _ in excluded.values()),
         splits=Counter(s for s, k in zip(split_col, kept_mask) if k),
+        labels=Counter(label for label, k in zip(labels, kept_mask) if k),
         excluded_examples=examples,
         content_hash=content_hash([f"{i}:{s}:{k}" for i, s, k in zip(ids, split_col, kept_mask)]),
     )

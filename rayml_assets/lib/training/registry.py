@@ -6,10 +6,13 @@ Flow for the ``registered_model`` asset:
    (idempotent: a version already registered from the same run and model URI
    is reused), tags it with its lineage (``delta_version``, ``cleaned_table_uri``,
    ``dagster_run_id``), evaluates it on the ``test`` split of the SAME pinned
-   Delta version, sets the ``challenger`` alias, evaluates the current
-   ``champion`` on that same split and returns a
-   :class:`~rayml_assets.lib.training.promotion.PromotionDecision`.
-2. The asset's blocking check ``challenger_meets_min_accuracy`` gates on the gate.
+   Delta version, fits the classical baseline (:mod:`~rayml_assets.lib.training.baseline`)
+   on that version's train split and scores it on the same test rows, sets the
+   ``challenger`` alias, evaluates the current ``champion`` on that same split and
+   returns a :class:`~rayml_assets.lib.training.promotion.PromotionDecision`.
+2. The asset's blocking check ``challenger_beats_baseline`` fails when the
+   challenger does not pass the gate (the better baseline by ``baseline_margin``,
+   and ``min_accuracy`` when set).
 3. :func:`~rayml_assets.lib.training.promotion.promote` moves ``champion`` only
    when the decision says so.
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -30,10 +34,14 @@ from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from rayml_assets.lib.common.contract import MlflowSettings  # noqa: E402
+from rayml_assets.lib.training.baseline import MAX_TRAIN_ROWS, BaselineResult, fit_baseline  # noqa: E402
 from rayml_assets.lib.training.delta_stream import DataSpec  # noqa: E402
 from rayml_assets.lib.training.evaluation import EvalResult, evaluate  # noqa: E402
 from rayml_assets.lib.training.promotion import CHALLENGER, CHAMPION, PromotionDecision, decide_promotion  # noqa: E402
 from rayml_assets.lib.training.tracking import load_logged_model, mlflow_uris  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
 
 TEST_SPLIT = "test"
 
@@ -48,13 +56,23 @@ class ChallengerReport:
     table_uri: str
     delta_version: int
     challenger: EvalResult
+    baseline: BaselineResult
     champion_version: str | None
     champion: EvalResult | None
     decision: PromotionDecision
     confusion_png: str
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "baseline": self.baseline.to_dict()}
+
+    def baseline_numbers(self) -> dict[str, float]:
+        """The baseline's figures as logged: MLflow metrics of the run, tags of the version, asset metadata."""
+        return {
+            "baseline_logreg_accuracy": float(self.baseline.logreg_accuracy),
+            "baseline_svc_accuracy": float(self.baseline.svc_accuracy),
+            "baseline_accuracy": float(self.decision.baseline_accuracy),
+            "baseline_lift": float(self.decision.baseline_lift),
+        }
 
 
 def register_version(
@@ -88,11 +106,19 @@ def evaluate_model(
     storage_options: dict | None = None,
 ) -> EvalResult:
     """Score a logged or registered model on ``split`` of ``table_uri@delta_version``, with the model's own labels."""
+    model, spec = load_with_spec(settings, model_uri, table_uri, delta_version)
+    return evaluate(model, spec, split, storage_options=storage_options)
+
+
+def load_with_spec(
+    settings: MlflowSettings, model_uri: str, table_uri: str, delta_version: int
+) -> tuple[torch.nn.Module, DataSpec]:
+    """The model and the :class:`DataSpec` it reads ``table_uri@delta_version`` with (its labels, size, channels)."""
     model, meta = load_logged_model(model_uri, settings)
     spec = DataSpec(
         table_uri, int(delta_version), tuple(meta["class_labels"]), int(meta["image_size"]), int(meta["channels"])
     )
-    return evaluate(model, spec, split, storage_options=storage_options)
+    return model, spec
 
 
 def plot_confusion(result: EvalResult, path: str | Path, title: str = "") -> Path:
@@ -146,11 +172,13 @@ def register_challenger(
     delta_version: int,
     reports_dir: str | Path,
     dagster_run_id: str | None = None,
-    margin: float = 0.0,
-    min_accuracy: float = 0.0,
+    promotion_margin: float = 0.0,
+    baseline_margin: float = 0.0,
+    min_accuracy: float | None = None,
+    baseline_max_train_rows: int = MAX_TRAIN_ROWS,
     storage_options: dict | None = None,
 ) -> ChallengerReport:
-    """Register, test, alias ``challenger`` and compare with ``champion`` on the same test split.
+    """Register, test, fit the baseline, alias ``challenger`` and compare with ``champion``, all on the same test split.
 
     Does not move ``champion``: call :func:`promote` once the asset check passed.
     """
@@ -158,9 +186,10 @@ def register_challenger(
     lineage = {"delta_version": int(delta_version), "cleaned_table_uri": table_uri, "dagster_run_id": dagster_run_id}
     version, created = register_version(settings, model_name, model_uri, run_id, lineage)
     version_uri = f"models:/{model_name}/{version.version}"
-    challenger = evaluate_model(settings, version_uri, table_uri, delta_version, storage_options=storage_options)
-    for key, value in {"test_accuracy": f"{challenger.accuracy:.6f}", "test_images": str(challenger.n)}.items():
-        client.set_model_version_tag(model_name, version.version, key, value)
+    model, spec = load_with_spec(settings, version_uri, table_uri, delta_version)
+    challenger = evaluate(model, spec, TEST_SPLIT, storage_options=storage_options)
+    # The challenger's own spec: the baseline sees its labels, pixels and test rows.
+    baseline = fit_baseline(spec, max_train_rows=baseline_max_train_rows, storage_options=storage_options)
     client.set_registered_model_alias(model_name, CHALLENGER, version.version)
 
     champion_version = _alias_version(settings, model_name, CHAMPION)
@@ -177,7 +206,15 @@ def register_challenger(
                 storage_options=storage_options,
             )
         )
-    decision = decide_promotion(challenger.accuracy, champion.accuracy if champion else None, margin, min_accuracy)
+    decision = decide_promotion(
+        challenger.accuracy,
+        champion.accuracy if champion else None,
+        baseline_model=baseline.best_model,
+        baseline_accuracy=baseline.best_accuracy,
+        promotion_margin=promotion_margin,
+        baseline_margin=baseline_margin,
+        min_accuracy=min_accuracy,
+    )
 
     png = plot_confusion(
         challenger,
@@ -185,8 +222,7 @@ def register_challenger(
         title=f"{model_name} v{version.version} on {TEST_SPLIT}@v{delta_version}: accuracy {challenger.accuracy:.3f}",
     )
     client.log_artifact(run_id, str(png), "evaluation")
-    client.log_metric(run_id, "test_accuracy", challenger.accuracy)
-    return ChallengerReport(
+    report = ChallengerReport(
         model_name=model_name,
         version=str(version.version),
         model_uri=version_uri,
@@ -195,8 +231,16 @@ def register_challenger(
         table_uri=table_uri,
         delta_version=int(delta_version),
         challenger=challenger,
+        baseline=baseline,
         champion_version=str(champion_version.version) if champion_version is not None else None,
         champion=champion,
         decision=decision,
         confusion_png=str(png),
     )
+    numbers = {"test_accuracy": challenger.accuracy, **report.baseline_numbers()}
+    tags = {**{key: f"{value:.6f}" for key, value in numbers.items()}, "test_images": str(challenger.n)}
+    for key, value in {**tags, "baseline_model": baseline.best_model}.items():
+        client.set_model_version_tag(model_name, version.version, key, value)
+    for key, value in numbers.items():
+        client.log_metric(run_id, key, value)
+    return report

@@ -260,6 +260,8 @@ class TuningTracker:
             "num_workers": config.num_workers,
             "metric": config.metric,
             "class_labels": json.dumps(result.class_labels),
+            "image_size": config.image_size,
+            "channels": config.channels,
         }
         summary = {
             "num_trials": result.num_trials,

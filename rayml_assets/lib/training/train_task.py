@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dagster_pipes import PipesContext
+from mlflow.entities import Param
 
 from rayml_assets.lib.common import lake
 from rayml_assets.lib.common.contract import MlflowSettings
 from rayml_assets.lib.common.previews import read_preview
 from rayml_assets.lib.common.pipes_runtime import task_runtime
 from rayml_assets.lib.training.contract import TrainTaskParams
+from rayml_assets.lib.training.input_shape import InputShape, with_input_shape
 from rayml_assets.lib.training.tracking import TAG_LOST_NODES, TuningTracker, plot_learning_curves
 from rayml_assets.lib.training.tuner import connect, run_tuning
 from rayml_assets.lib.training.tuning_config import default_experiment_name
@@ -64,6 +66,7 @@ def _metadata(
     model_uri: str,
     curves_png: Path,
     table_uri: str,
+    shape: InputShape,
 ) -> dict:
     metadata = {
         "mlflow_run_id": parent_run_id,
@@ -81,12 +84,20 @@ def _metadata(
         "best_model_uri": model_uri,
         "best_checkpoint_path": {"raw_value": result.best_checkpoint_path, "type": "path"},
         "class_labels": {"raw_value": result.class_labels, "type": "json"},
+        "num_classes": {"raw_value": len(result.class_labels), "type": "int"},
+        "image_size": {"raw_value": shape.image_size, "type": "int"},
+        "channels": {"raw_value": shape.channels, "type": "int"},
+        "input_shape": shape.describe(),
         "delta_version": {"raw_value": result.version, "type": "int"},
         "cleaned_table_uri": table_uri,
         "tune_experiment_path": {"raw_value": result.experiment_path, "type": "path"},
         "resumed_experiment": {"raw_value": result.restored, "type": "bool"},
         "trial_restarts": {"raw_value": result.trial_restarts, "type": "int"},
         "trial_nodes": {"raw_value": {t.trial_id: t.worker_nodes for t in result.trials}, "type": "json"},
+        "search_algorithm": result.search_algorithm,
+        "time_budget_s": result.time_budget_s,  # None: no budget
+        "stopped_by_time_budget": {"raw_value": result.stopped_by_time_budget, "type": "bool"},
+        "wall_time_s": {"raw_value": result.wall_time_s, "type": "float"},
     }
     url = settings.run_url(tracker.experiment_id, parent_run_id)
     if url:
@@ -99,6 +110,8 @@ def main(pipes: PipesContext) -> TrainTaskOutput:
     config, settings = params.tuning, params.mlflow
     table_uri = params.lake.table_uri(lake.CLEANED_IMAGES)
     name = params.experiment_name or default_experiment_name(table_uri, params.cleaned_version, config)
+    config, shape = with_input_shape(config, table_uri, params.cleaned_version, params.lake.storage_options)
+    pipes.log.info(f"input shape: {shape.describe()}")
     resources, auth = connect(params.ray)
     where = f"the Ray cluster at {params.ray.address} ({auth.describe()})" if params.ray.address else "a local Ray"
     pipes.log.info(f"tuning {name} on {table_uri}@v{params.cleaned_version} with {where}; resources {resources}")
@@ -130,6 +143,9 @@ def main(pipes: PipesContext) -> TrainTaskOutput:
         if lost is None and result.best_checkpoint_path is None:
             raise RuntimeError(f"no trial of {name} produced a checkpoint: {[t.error for t in result.trials]}")
         tracker.log_tuning(parent_run_id, result, config)
+        # how the search ran (a resume logs the same values: run_tuning checked it is the same config)
+        search = {"search_algorithm": config.search_algorithm, "time_budget_s": config.time_budget_s}
+        tracker.client.log_batch(parent_run_id, params=[Param(k, str(v)) for k, v in search.items()])
         if lost is not None:  # the trials are on record; no model from a run the cluster cut short
             raise lost
         curves_png = plot_learning_curves(result, Path(params.reports_dir) / "tuning" / f"{name}_learning_curves.png")
@@ -146,7 +162,7 @@ def main(pipes: PipesContext) -> TrainTaskOutput:
         raise
     tracker.finish(parent_run_id)
 
-    metadata = _metadata(settings, tracker, parent_run_id, result, model_uri, curves_png, table_uri)
+    metadata = _metadata(settings, tracker, parent_run_id, result, model_uri, curves_png, table_uri, shape)
     pipes.log.info(
         f"best {result.best_trial_id} val_accuracy={result.best_val_accuracy:.4f}; {result.num_trials} trials, "
         f"{result.num_stopped_early} stopped early, {result.epochs_used}/{result.epochs_full} epochs"

@@ -13,7 +13,9 @@ Resume: an experiment lives at ``{storage_path}/{experiment_name}``. Running
 again with the same name restores it with ``Tuner.restore(resume_errored=True)``:
 finished trials are not trained again, unfinished and errored ones continue
 from their last checkpoint. A fingerprint file pins the experiment to one
-``(table, version, config)`` so a name is never reused for other data.
+``(table, version, config)`` so a name is never reused for other data. A budget
+that ended the search is recorded beside it, so a later restore (which has
+nothing left to train) still reports it.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ import pyarrow.fs as pafs
 from rayml_assets.lib.common.contract import RaySettings
 from rayml_assets.lib.training import ray_auth
 from rayml_assets.lib.training.delta_stream import DataSpec, discover_labels
+from rayml_assets.lib.training.input_shape import with_input_shape
 from rayml_assets.lib.training.progress import ProgressCallback, reporting, was_interrupted
 from rayml_assets.lib.training.ray_env import pin_train_v1, ray_runtime_env
-from rayml_assets.lib.training.stopper import PlateauTargetBudgetStopper
-from rayml_assets.lib.training.tuning_config import SAMPLERS, TuningConfig, default_experiment_name
+from rayml_assets.lib.training.search import checkpoint_config, param_space, scheduler, search_algorithm
+from rayml_assets.lib.training.stopper import PlateauTargetBudgetStopper, take_budget_stop
+from rayml_assets.lib.training.tuning_config import TuningConfig, default_experiment_name
 from rayml_assets.lib.training.tuning_result import TrialEvent, TuningInterrupted, TuningResult, summarize
 from rayml_assets.lib.training.worker import train_loop_per_worker
 
@@ -43,22 +47,11 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.train import ScalingConfig  # noqa: E402
 from ray.train.torch import TorchConfig, TorchTrainer  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining  # noqa: E402
-from ray.tune.search.basic_variant import BasicVariantGenerator  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 FINGERPRINT_FILE = "rayml_tuning.json"
-
-
-def to_tune_domain(spec: Any) -> Any:
-    """``{"loguniform": [1e-4, 1e-2]}`` → ``tune.loguniform(1e-4, 1e-2)``; a constant stays itself."""
-    if not isinstance(spec, dict):
-        return spec
-    kind, args = next(iter(spec.items()))
-    function, arity = SAMPLERS[kind]
-    constructor = getattr(tune, function)
-    return constructor(list(args)) if arity is None else constructor(*args)
+BUDGET_STOP_FILE = "rayml_budget_stop.json"
 
 
 def init_ray(
@@ -133,24 +126,28 @@ def _abs_storage(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
-def _fingerprint_matches(experiment_path: str, fingerprint: dict) -> None:
+def _read_json(experiment_path: str, file: str) -> Any:
     fs, fs_path = pafs.FileSystem.from_uri(experiment_path)
     try:
-        with fs.open_input_stream(f"{fs_path}/{FINGERPRINT_FILE}") as f:
-            stored = json.loads(f.read())
+        with fs.open_input_stream(f"{fs_path}/{file}") as f:
+            return json.loads(f.read())
     except FileNotFoundError:
-        return  # experiment made by hand: trust the caller
-    if stored != fingerprint:
+        return None
+
+
+def _write_json(experiment_path: str, file: str, value: Any) -> None:
+    fs, fs_path = pafs.FileSystem.from_uri(experiment_path)
+    fs.create_dir(fs_path, recursive=True)
+    with fs.open_output_stream(f"{fs_path}/{file}") as f:
+        f.write(json.dumps(value, sort_keys=True).encode())
+
+
+def _fingerprint_matches(experiment_path: str, fingerprint: dict) -> None:
+    stored = _read_json(experiment_path, FINGERPRINT_FILE)
+    if stored is not None and stored != fingerprint:  # no file: experiment made by hand, trust the caller
         raise ValueError(
             f"experiment {experiment_path} was run for {stored}, not {fingerprint}: use another experiment name"
         )
-
-
-def _write_fingerprint(experiment_path: str, fingerprint: dict) -> None:
-    fs, fs_path = pafs.FileSystem.from_uri(experiment_path)
-    fs.create_dir(fs_path, recursive=True)
-    with fs.open_output_stream(f"{fs_path}/{FINGERPRINT_FILE}") as f:
-        f.write(json.dumps(fingerprint, sort_keys=True).encode())
 
 
 def build_trainer(
@@ -175,42 +172,6 @@ def build_trainer(
     )
 
 
-def _scheduler(config: TuningConfig):
-    s = config.scheduler
-    if s.type == "asha":
-        return ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=config.max_epochs,
-            grace_period=s.grace_period,
-            reduction_factor=s.reduction_factor,
-        )
-    if s.type == "pbt":
-        return PopulationBasedTraining(
-            time_attr="training_iteration",
-            perturbation_interval=s.perturbation_interval,
-            hyperparam_mutations={
-                "train_loop_config": {k: to_tune_domain(v) for k, v in s.hyperparam_mutations.items()}
-            },
-            quantile_fraction=s.quantile_fraction,
-            resample_probability=s.resample_probability,
-            synch=s.synch,
-        )
-    return FIFOScheduler()
-
-
-def param_space(config: TuningConfig, spec: DataSpec) -> dict:
-    """Tune's ``param_space``: fixed settings plus the sampled hyperparameters."""
-    fixed = {
-        "data": spec.to_dict(),
-        "max_epochs": config.max_epochs,
-        "seed": config.seed,
-        "augment": config.augment,
-        "threads_per_worker": max(1, int(config.cpus_per_worker)),
-        "pretrained_weights_path": config.pretrained_weights_path,
-    }
-    return {"train_loop_config": {**fixed, **{k: to_tune_domain(v) for k, v in config.search_space.items()}}}
-
-
 def _new_tuner(config: TuningConfig, trainer: TorchTrainer, spec: DataSpec, name: str, storage_path: str, callbacks):
     return tune.Tuner(
         trainer,
@@ -218,12 +179,8 @@ def _new_tuner(config: TuningConfig, trainer: TorchTrainer, spec: DataSpec, name
         tune_config=tune.TuneConfig(
             metric=config.metric,
             mode=config.mode,
-            scheduler=_scheduler(config),
-            # the cap goes on the generator: Tune ignores TuneConfig.max_concurrent_trials
-            # when a search_alg (needed here for its seed) is given
-            search_alg=BasicVariantGenerator(
-                random_state=config.seed, max_concurrent=config.max_concurrent_trials or 0
-            ),
+            scheduler=scheduler(config),
+            search_alg=search_algorithm(config),
             num_samples=config.num_samples,
             # Never reuse trial actors: a reused legacy TrainTrainable keeps training
             # with the FIRST trial's train_loop_config (seen on Ray 2.60).
@@ -232,12 +189,8 @@ def _new_tuner(config: TuningConfig, trainer: TorchTrainer, spec: DataSpec, name
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage_path,
-            stop=PlateauTargetBudgetStopper.from_config(config),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=config.keep_checkpoints,
-                checkpoint_score_attribute=config.metric,
-                checkpoint_score_order=config.mode,
-            ),
+            stop=PlateauTargetBudgetStopper.from_config(config, key=name),
+            checkpoint_config=checkpoint_config(config),
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
             callbacks=[ProgressCallback(name), *(callbacks or [])],
             verbose=0,
@@ -262,13 +215,16 @@ def run_tuning(
     ``on_event`` gets every epoch result and trial end in the driver (progress
     logs). ``callbacks`` are extra Tune callbacks; they are pickled into the
     experiment, and a restored experiment keeps the first run's ones.
-    Raises :class:`TuningInterrupted` when Tune was stopped before the end.
+    Raises :class:`TuningInterrupted` when Tune was stopped before the end; a
+    budget (``time_budget_s``, ``stopper.epoch_budget``) ending it is a normal
+    end, with the best checkpoint so far (``TuningResult.budget_stop``).
     """
     if not ray.is_initialized():
         init_ray()
     use_gpu = (
         config.gpus_per_worker > 0 if config.gpus_per_worker is not None else ray.cluster_resources().get("GPU", 0) > 0
     )
+    config, _ = with_input_shape(config, table_uri, version, storage_options)  # unchanged when the config sets it
     name = experiment_name or default_experiment_name(table_uri, version, config)
     storage_path = _abs_storage(storage_path)
     experiment_path = f"{storage_path.rstrip('/')}/{name}"
@@ -286,15 +242,24 @@ def run_tuning(
         tuner = tune.Tuner.restore(experiment_path, trainable=trainer, resume_unfinished=True, resume_errored=True)
     else:
         tuner = _new_tuner(config, trainer, spec, name, storage_path, callbacks)
-        _write_fingerprint(experiment_path, fingerprint)
+        _write_json(experiment_path, FINGERPRINT_FILE, fingerprint)
 
+    take_budget_stop(name)  # one left by an earlier fit() of this experiment in this process
+    started = time.monotonic()
     with reporting(name, on_event):
         grid = tuner.fit()
+    wall_time_s = time.monotonic() - started
+    budget_stop = take_budget_stop(name)
     unfinished = len(grid) - grid.num_terminated - grid.num_errors
     if was_interrupted(name) or unfinished:
         # trials the searcher had not created yet are not in the grid at all
         raise TuningInterrupted(experiment_path, unfinished + max(0, config.num_trials() - len(grid)))
+    if budget_stop:
+        _write_json(experiment_path, BUDGET_STOP_FILE, budget_stop)
+    elif restored:  # a budget-ended search stays finished, so this restore trained nothing: report that budget
+        budget_stop = _read_json(experiment_path, BUDGET_STOP_FILE)
     result = summarize(grid, config, spec, name, experiment_path, restored)
+    result.budget_stop, result.wall_time_s = budget_stop, wall_time_s
     result.lost_nodes = lost_nodes(result)
     return result
 

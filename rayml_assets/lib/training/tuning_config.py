@@ -1,15 +1,16 @@
 """What a tuning run is asked to do, as plain YAML-able models: no Ray, no torch.
 
-:class:`TuningConfig` holds the search space (a small DSL, below), the trial
-scheduler (:class:`SchedulerConfig`), the stopping rules (:class:`StopperConfig`)
-and the per-trial resources. The Dagster assets validate it in the Dagster
-process (this module is light enough for the code location); the train task
+:class:`TuningConfig` holds the search space (a small DSL, below), the search
+algorithm, the trial scheduler (:class:`SchedulerConfig`), the stopping rules
+(:class:`StopperConfig`), the wall-time budget and the per-trial resources. The Dagster
+assets validate it in the Dagster process (this module is light enough for the code location); the train task
 script turns it into a ``Tuner`` with :mod:`rayml_assets.lib.training.tuner`.
 
 Search-space DSL: a hyperparameter maps to a constant, or to ONE of
 ``{"loguniform": [low, high]}``, ``{"uniform": [low, high]}``,
 ``{"quniform": [low, high, q]}``, ``{"randint": [low, high]}``,
-``{"choice": [values...]}`` or ``{"grid": [values...]}``.
+``{"choice": [values...]}`` or ``{"grid": [values...]}``. ``grid`` is for
+``search_algorithm: random`` only: a model-based search (optuna) proposes every value itself.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rayml_assets.lib.training.model_names import MODEL_NAMES
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent.parent / "configs"
 DEMO_TUNING_PATH = CONFIGS_DIR / "demo_tuning.yaml"
@@ -35,6 +38,7 @@ HYPERPARAM_DEFAULTS: dict[str, object] = {
     "weight_decay": 5e-4,
     "optimizer": "sgd",
     "lr_schedule": "cosine",
+    "label_smoothing": 0.1,  # softer targets: a few points of test accuracy on small datasets
 }
 
 # DSL name: (the ``ray.tune`` function it becomes, number of positional arguments; None = a list of values)
@@ -58,6 +62,19 @@ def _check_known(name: str) -> None:
         raise ValueError(f"unknown hyperparameter {name!r}; known: {sorted(HYPERPARAM_DEFAULTS)}")
 
 
+def _check_model(spec: Any) -> None:
+    # a typo would otherwise fail only inside a trial, after Ray has started
+    if isinstance(spec, dict):
+        kind, values = next(iter(spec.items()))
+        if kind not in ("choice", "grid"):
+            raise ValueError(f"model: a constant, choice or grid of model names, got {kind!r}")
+    else:
+        values = [spec]
+    unknown = [v for v in values if v not in MODEL_NAMES]
+    if unknown:
+        raise ValueError(f"model: unknown {unknown}; known: {list(MODEL_NAMES)}")
+
+
 def _check_param_spec(name: str, spec: Any, allow_grid: bool = True) -> Any:
     if not isinstance(spec, dict):
         return spec  # a constant
@@ -76,6 +93,14 @@ def _check_param_spec(name: str, spec: Any, allow_grid: bool = True) -> Any:
     if kind == "loguniform" and args[0] <= 0:
         raise ValueError(f"{name}: loguniform needs a positive lower bound, got {args!r}")
     return spec
+
+
+def _check_space(space: dict[str, Any], allow_grid: bool = True) -> None:
+    for name, spec in space.items():
+        _check_known(name)
+        _check_param_spec(name, spec, allow_grid)
+        if name == "model":
+            _check_model(spec)
 
 
 class SchedulerConfig(BaseModel):
@@ -102,10 +127,9 @@ class SchedulerConfig(BaseModel):
     @classmethod
     def _mutations(cls, value: dict[str, Any]) -> dict[str, Any]:
         for name, spec in value.items():
-            _check_known(name)
             if not isinstance(spec, dict):
                 raise ValueError(f"{name}: a PBT mutation needs a distribution or a choice, got {spec!r}")
-            _check_param_spec(name, spec, allow_grid=False)
+        _check_space(value, allow_grid=False)
         return value
 
 
@@ -117,7 +141,6 @@ class StopperConfig(BaseModel):
     patience: int | None = Field(None, ge=1, description="stop a trial after this many epochs without improvement")
     min_delta: float = Field(0.0, ge=0, description="smallest change that counts as an improvement")
     target: float | None = Field(None, description="stop a trial once its metric reaches this value")
-    time_budget_s: float | None = Field(None, gt=0, description="stop the experiment after this much wall time")
     epoch_budget: int | None = Field(
         None, ge=1, description="stop the experiment after this many epochs over all trials"
     )
@@ -129,7 +152,13 @@ class TuningConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     search_space: dict[str, Any] = Field(default_factory=dict, description="hyperparameter -> constant or {kind: args}")
-    num_samples: int = Field(1, ge=1, description="samples per grid point")
+    num_samples: int = Field(1, ge=1, description="random: samples per grid point; optuna: trials")
+    search_algorithm: Literal["random", "optuna"] = Field(
+        "random", description="random: Tune's random/grid sampling; optuna: Optuna's TPE, learning from past trials"
+    )
+    time_budget_s: float | None = Field(
+        None, gt=0, description="end the whole tuning run after this much wall time (None: no budget)"
+    )
     metric: str = "val_accuracy"
     mode: Literal["max", "min"] = "max"
     max_epochs: int = Field(5, ge=1)
@@ -143,23 +172,23 @@ class TuningConfig(BaseModel):
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
         "PACK", description="how a trial's DDP workers are placed over nodes (Ray placement group strategy)"
     )
-    image_size: int = Field(32, ge=8)
-    channels: Literal[1, 3] = 1
+    image_size: int | None = Field(None, ge=8, description="None: from the data (lib/training/input_shape.py)")
+    channels: Literal[1, 3] | None = Field(None, description="None: 3 when the images have colour, else 1")
     augment: bool = True
     seed: int = 0
     max_failures: int = Field(
         1, ge=-1, description="retries of a failed trial (a lost node...) from its last checkpoint; -1: no limit"
     )
-    keep_checkpoints: int = Field(2, ge=1, description="best checkpoints kept per trial (the latest is always kept)")
+    keep_checkpoints: int = Field(
+        2, ge=1, description="best checkpoints kept per trial (the latest is always kept; PBT keeps at least 3)"
+    )
     pretrained_weights_path: str | None = None
     sample_fraction: float = Field(1.0, gt=0, le=1, description="train on this stable share of the rows (the profile's)")
 
     @field_validator("search_space")
     @classmethod
     def _space(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for name, spec in value.items():
-            _check_known(name)
-            _check_param_spec(name, spec)
+        _check_space(value)
         return value
 
     @model_validator(mode="after")
@@ -168,6 +197,18 @@ class TuningConfig(BaseModel):
             raise ValueError("scheduler pbt needs hyperparam_mutations")
         if self.scheduler.type == "asha" and self.scheduler.grace_period > self.max_epochs:
             raise ValueError("scheduler.grace_period must not exceed max_epochs")
+        if self.search_algorithm == "optuna":
+            grids = [k for k, v in self.search_space.items() if isinstance(v, dict) and "grid" in v]
+            if grids:
+                raise ValueError(
+                    f"search_space {grids}: grid is not supported by search_algorithm optuna "
+                    "(it proposes every value itself); use choice"
+                )
+            if self.scheduler.type == "pbt":
+                raise ValueError(
+                    "scheduler pbt needs search_algorithm random: Ray's PBT refuses other searchers "
+                    "(it mutates the hyperparameters itself)"
+                )
         return self
 
     @classmethod
@@ -179,7 +220,9 @@ class TuningConfig(BaseModel):
         return hashlib.sha256(self.model_dump_json(exclude={"placement_strategy"}).encode()).hexdigest()
 
     def num_trials(self) -> int:
-        """Trials the search space expands to (grid points × num_samples)."""
+        """Trials the search asks for: grid points × num_samples (random), num_samples (optuna)."""
+        if self.search_algorithm == "optuna":
+            return self.num_samples
         grid = math.prod(
             len(spec["grid"]) for spec in self.search_space.values() if isinstance(spec, dict) and "grid" in spec
         )

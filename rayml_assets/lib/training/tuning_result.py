@@ -102,6 +102,10 @@ class TuningResult:
     max_epochs: int
     trials: list[TrialSummary]
     restored: bool
+    search_algorithm: str = "random"
+    time_budget_s: float | None = None
+    budget_stop: Literal["time_budget", "epoch_budget"] | None = None  # the budget that ended the search, if one did
+    wall_time_s: float | None = None  # this call's fit(), restores included
     best_trial_id: str | None = None
     best_params: dict | None = None
     best_val_accuracy: float | None = None
@@ -116,6 +120,10 @@ class TuningResult:
     @property
     def num_trials(self) -> int:
         return len(self.trials)
+
+    @property
+    def stopped_by_time_budget(self) -> bool:
+        return self.budget_stop == "time_budget"
 
     @property
     def num_stopped_early(self) -> int:
@@ -160,6 +168,11 @@ class TuningResult:
             "epochs_full": self.epochs_full,
             "restored": self.restored,
             "trial_restarts": self.trial_restarts,
+            "search_algorithm": self.search_algorithm,
+            "time_budget_s": self.time_budget_s,
+            "budget_stop": self.budget_stop,
+            "stopped_by_time_budget": self.stopped_by_time_budget,
+            "wall_time_s": self.wall_time_s,
         }
 
 
@@ -171,8 +184,15 @@ def _best_checkpoint(result, metric: str, mode: str) -> tuple[str | None, dict |
     )
     if not scored:
         return None, None
-    ckpt, metrics = (max if mode == "max" else min)(scored, key=lambda pair: pair[1][metric])
+    ckpt, metrics = min(scored, key=lambda pair: _rank(pair[1], metric, mode))
     return ckpt.path, dict(metrics)
+
+
+def _rank(metrics: Mapping, metric: str, mode: str) -> tuple[float, float]:
+    """Sort key, best first: the metric, then the lower val_loss. A saturated val accuracy (1.0 from
+    mid-training on) would otherwise pick the first checkpoint to reach it, before the lr has decayed."""
+    value = float(metrics[metric])
+    return (-value if mode == "max" else value, float(metrics.get("val_loss", 0.0)))
 
 
 def _row_hyperparams(row: Mapping) -> dict:
@@ -187,10 +207,9 @@ def _nodes(history: list[dict]) -> list[str]:
     return list(dict.fromkeys(node for nodes in lists for node in nodes.split(",") if node))
 
 
-def _failures(grid) -> dict[str, int]:
-    # A Result does not carry it; the Trial objects behind the grid do (saved with the experiment).
-    trials = getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or []
-    return {t.trial_id: int(getattr(t, "num_failures", 0)) for t in trials}
+def _tune_trials(grid) -> list:
+    # A Result carries neither its trial id nor its failures; the Trial objects behind the grid do.
+    return getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or []
 
 
 def summarize(
@@ -201,12 +220,15 @@ def summarize(
     Identity and hyperparameters come from each trial's own result rows: after a
     PBT exploit, ``Result.metrics``/``Result.config`` hold the donor's last result.
     """
-    trials, failures = [], _failures(grid)
+    trials, tune_trials = [], _tune_trials(grid)
+    failures = {t.trial_id: int(getattr(t, "num_failures", 0)) for t in tune_trials}
+    # a PBT exploit at the last epoch can leave a trial without result rows of its own
+    ids_by_path = {t.path: t.trial_id for t in tune_trials}
     for result in grid:
         df = result.metrics_dataframe
         rows = df.sort_values("training_iteration").to_dict("records") if df is not None and len(df) else []
         history = [{k: row[k] for k in (*CURVE_KEYS, *HISTORY_TAGS) if k in row} for row in rows]
-        trial_id = rows[0]["trial_id"] if rows else Path(result.path).name
+        trial_id = rows[0]["trial_id"] if rows else ids_by_path.get(result.path, Path(result.path).name)
         last_epoch = int(history[-1].get("epoch", 0)) if history else 0
         val_accuracies = [float(r["val_accuracy"]) for r in history if r.get("val_accuracy") is not None]
         checkpoint_path, checkpoint_metrics = _best_checkpoint(result, config.metric, config.mode)
@@ -241,12 +263,13 @@ def summarize(
         max_epochs=config.max_epochs,
         trials=trials,
         restored=restored,
+        search_algorithm=config.search_algorithm,
+        time_budget_s=config.time_budget_s,
     )
     trials.sort(key=lambda t: t.trial_id)  # deterministic order: ties go to the first trial
     scored = [t for t in trials if t.best_checkpoint_metrics is not None]
     if scored:
-        pick = max if config.mode == "max" else min
-        best = pick(scored, key=lambda t: t.best_checkpoint_metrics[config.metric])
+        best = min(scored, key=lambda t: _rank(t.best_checkpoint_metrics, config.metric, config.mode))
         # the config that produced the best checkpoint (PBT may have changed it since)
         checkpoint_config = (best.best_checkpoint_metrics.get("config") or {}).get("train_loop_config")
         out.best_params = hyperparams(checkpoint_config) if checkpoint_config else best.hyperparams

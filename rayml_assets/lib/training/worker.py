@@ -137,7 +137,7 @@ def train_loop_per_worker(config: dict) -> None:
                 x = random_affine(x, generator)
             x, y = x.to(device), y.to(device)
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, label_smoothing=float(hp["label_smoothing"]))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -1,0 +1,1 @@
+"""Contract tests of the Databricks compute against ``support/fake_databricks`` (marker ``contract``)."""

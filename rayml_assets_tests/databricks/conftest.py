@@ -1,0 +1,107 @@
+"""Fixtures of the Databricks contract tests: the fake workspace, a deploy into it, logins, Ray's own rule."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import dagster._core.pipes.utils as pipes_utils
+import pytest
+from databricks.sdk.config import Config
+
+from rayml_assets import deploy as deploy_mod
+from rayml_assets.resources.compute import available_tasks
+from rayml_assets.resources.databricks_compute import workspace_tasks_dir
+from rayml_assets.settings import load_profile
+from rayml_assets_tests.support.compute_runs import DATABRICKS_TEST_TASKS, TEST_TASKS
+from rayml_assets_tests.support.fake_databricks import FakeDatabricks
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory):
+    """The project wheel, built once per session (about 5 s here)."""
+    return deploy_mod.build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    """The fake workspace, logged in with a PAT; a test fails on any contract violation."""
+    # the Pipes reader waits this long for a closed message that a cancelled run never sends
+    monkeypatch.setattr(pipes_utils, "WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 1)
+    with FakeDatabricks(tmp_path / "workspace") as server:
+        monkeypatch.setenv("DATABRICKS_HOST", server.url)
+        monkeypatch.setenv("DATABRICKS_TOKEN", server.token)
+        yield server
+    assert server.violations == [], "requests the real Databricks API refuses"
+
+
+@pytest.fixture
+def azure_sp(fake, monkeypatch):
+    """Log in as the fake's Azure service principal instead of with the PAT."""
+    principal = fake.auth.principal
+    monkeypatch.delenv("DATABRICKS_TOKEN")
+    monkeypatch.setenv("AZURE_CLIENT_ID", principal.client_id)
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", principal.client_secret)
+    monkeypatch.setenv("AZURE_TENANT_ID", principal.tenant_id)
+    # 127.0.0.1 is in no Azure DNS zone: name the Azure cloud whose Entra ID is the fake.
+    monkeypatch.setattr(Config, "databricks_environment", fake.auth.azure_environment())
+    return principal
+
+
+@pytest.fixture
+def deployed(fake, wheel):
+    """The wheel and every test task script in the fake workspace, as `make deploy` puts them."""
+    client = deploy_mod.workspace_client_from_env("pat")
+    result = deploy_mod.deploy("sit", client=client, wheel=wheel, tasks_package=TEST_TASKS)
+    tasks_dir = workspace_tasks_dir(load_profile("sit").databricks)
+    for task, path in available_tasks(DATABRICKS_TEST_TASKS).items():
+        result.scripts[task] = f"{tasks_dir}/{task}.py"
+        deploy_mod.upload(client, path, result.scripts[task])
+    return result
+
+
+def ray_calls(fake: FakeDatabricks) -> list[dict]:
+    """The emulated driver's record of the ``ray.util.spark`` calls, in order."""
+    if not fake.ray_log.exists():
+        return []
+    return [json.loads(line) for line in fake.ray_log.read_text().splitlines()]
+
+
+class _Checked(Exception):
+    """Ray on Spark got past its argument checks: here the real setup would start nodes."""
+
+
+@pytest.fixture
+def real_ray_on_spark_check(monkeypatch):
+    """Run Ray's own ``setup_ray_cluster`` argument checks (ray/util/spark/cluster_init.py).
+
+    Ray's Spark session becomes a stand-in Databricks cluster (DBR 16.4, stage scheduling,
+    workers of 8 CPUs); the call stops where Ray would size memory and start nodes. The
+    returned function raises Ray's own error for arguments Ray refuses.
+    """
+    from ray.util.spark import cluster_init, setup_ray_cluster
+
+    worker = SimpleNamespace(collect=lambda: [(8, 0, 32 * 2**30)])
+    context = SimpleNamespace(
+        master="spark://driver:7077",
+        getConf=lambda: SimpleNamespace(get=lambda key, default=None: default),
+        parallelize=lambda *a: SimpleNamespace(map=lambda f: worker),
+    )
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "16.4")
+    monkeypatch.setattr(cluster_init, "get_spark_session", lambda: SimpleNamespace(sparkContext=context))
+    monkeypatch.setattr(cluster_init, "_install_sigterm_signal", lambda: None)
+    monkeypatch.setattr(cluster_init, "_create_resource_profile", lambda cpus, gpus: None)
+
+    def stop(*args, **kwargs):
+        raise _Checked
+
+    monkeypatch.setattr(cluster_init, "get_avail_mem_per_ray_worker_node", stop)
+
+    def check(kwargs: dict) -> None:
+        try:
+            setup_ray_cluster(**kwargs)
+        except _Checked:
+            return
+        raise AssertionError("Ray on Spark went past the point this check stops at")
+
+    return check
