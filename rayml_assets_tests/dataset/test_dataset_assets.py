@@ -58,7 +58,7 @@ def test_raw_then_cleaned_with_checks(instance, profile, tiny_landing):
     assert "too_dark" in cleaned["excluded_by_reason"] and "near_duplicate" in cleaned["excluded_by_reason"]
     assert Path(cleaned["excluded_gallery_html"]).read_text().count("<figure>") == cleaned["excluded"]
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {spec.name: True for c in ALL_CHECKS for spec in c.check_specs}
+    assert checks == {spec.name: True for c in ALL_CHECKS for spec in c.check_specs} | {"taxonomy_unchanged": True}
     tags = lake.commit_metadata(lake.table_uri(profile.lake_root, lake.CLEANED_IMAGES), cleaned["delta_version"])
     assert tags["rayml.tag"] == f"cleaned-from-raw-v{raw['delta_version']}"
     assert tags["rayml.dagster_run_id"] == result.run_id
