@@ -12,7 +12,7 @@ Only the ``width``/``height`` columns are read for every row; pixels are decoded
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow.dataset as pads
@@ -45,9 +45,6 @@ class InputShape:
             f"{self.image_size}px × {self.channels} channel(s), from the data: median short side "
             f"{self.median_side:g}px, {self.colour_share:.0%} of {self.images_sampled} sampled images in colour"
         )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _kept(table_uri: str, version: int, columns: list[str], storage_options: dict | None):

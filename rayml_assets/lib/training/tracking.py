@@ -262,6 +262,8 @@ class TuningTracker:
             "class_labels": json.dumps(result.class_labels),
             "image_size": config.image_size,
             "channels": config.channels,
+            "search_algorithm": config.search_algorithm,
+            "time_budget_s": config.time_budget_s,
         }
         summary = {
             "num_trials": result.num_trials,

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dagster_pipes import PipesContext
-from mlflow.entities import Param
 
 from rayml_assets.lib.common import lake
 from rayml_assets.lib.common.contract import MlflowSettings
@@ -143,9 +142,6 @@ def main(pipes: PipesContext) -> TrainTaskOutput:
         if lost is None and result.best_checkpoint_path is None:
             raise RuntimeError(f"no trial of {name} produced a checkpoint: {[t.error for t in result.trials]}")
         tracker.log_tuning(parent_run_id, result, config)
-        # how the search ran (a resume logs the same values: run_tuning checked it is the same config)
-        search = {"search_algorithm": config.search_algorithm, "time_budget_s": config.time_budget_s}
-        tracker.client.log_batch(parent_run_id, params=[Param(k, str(v)) for k, v in search.items()])
         if lost is not None:  # the trials are on record; no model from a run the cluster cut short
             raise lost
         curves_png = plot_learning_curves(result, Path(params.reports_dir) / "tuning" / f"{name}_learning_curves.png")
