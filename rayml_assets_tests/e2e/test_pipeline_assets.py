@@ -216,7 +216,7 @@ def test_a_failed_training_job_surfaces_its_error_and_logs_and_writes_nothing(st
     text = "\n".join(logs + errors)
     assert "no trial of" in text and "produced a checkpoint" in text, "the script's own exception reaches the run"
     assert any(m.startswith("tuning ") and "@v" in m for m in logs), "the job's Pipes log lines reach the run"
-    assert any("failed at epoch" in m and f"No such file or directory: '{missing}'" in m for m in logs)
+    assert any("failed at epoch" in m and f"pretrained weights {missing} not found" in m for m in logs)
     assert not result.asset_materializations_for_node("tuned_model")
     assert {name: lake.current_version(lake.table_uri(profile.lake_root, name)) for name in table_versions} == table_versions
     assert len(client.search_model_versions(model_filter)) == model_versions

@@ -33,7 +33,9 @@ def test_the_readme_steps_reach_a_champion_and_predictions(tmp_path):
 
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/rayml/mlflow/mlflow.db")
+    uri = f"sqlite:///{tmp_path}/rayml/mlflow/mlflow.db"
+    # both URIs: an earlier test in this process may have set MLflow's global registry URI
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     champion = client.get_model_version_by_alias("my_photo_classifier", "champion")
     run_params = client.get_run(champion.run_id).data.params
     assert sorted(json.loads(run_params["class_labels"])) == ["astronaut", "camera", "cat", "coffee", "rocket"]

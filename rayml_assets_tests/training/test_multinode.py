@@ -202,7 +202,12 @@ def test_a_lost_node_restarts_the_trial_from_its_checkpoint_and_mlflow_counts_it
         live_cluster, profile, instance, monkeypatch, replace=True, max_failures=1
     )
     progress = _trial_lines(instance, result.run_id)
-    assert result.success, progress
+    # registration runs; whether a 4-epoch model beats the baseline (the blocking gate) is not this test's question
+    failed_steps = [e.step_key for e in result.all_events if e.is_step_failure]
+    assert failed_steps in ([], ["registered_model"]), progress
+    if failed_steps:
+        [gate] = [c for c in result.get_asset_check_evaluations() if c.check_name == "challenger_beats_baseline"]
+        assert not gate.passed, progress
     [materialization] = result.asset_materializations_for_node("tuned_model")
     metadata = materialization.metadata
     assert metadata["trial_restarts"].value == 1 and metadata["trials_errored"].value == 0, progress

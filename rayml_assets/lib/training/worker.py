@@ -123,6 +123,20 @@ def train_loop_per_worker(config: dict) -> None:
         "nodes_seen": seen,
     }
 
+    tags = {
+        "restored_from": restored_from,
+        "worker_nodes": ",".join(nodes),
+        "num_nodes": len(set(nodes)),
+        "nodes_seen": ",".join(seen),
+        "start_epoch": start_epoch,  # > 0: this attempt resumed from a checkpoint
+    }
+    if start_epoch >= max_epochs:
+        # A PBT exploit after the last epoch restarts the trial with nothing left to train and resets
+        # its result rows: one evaluation of the weights it now holds keeps a row (and its lineage).
+        val = evaluate(model, spec, "val", rank=rank, world_size=world, device=device)
+        ray.train.report({"epoch": start_epoch, "val_loss": val.loss, "val_accuracy": val.accuracy, **tags})
+        return
+
     for epoch in range(start_epoch, max_epochs):
         lr = _lr_at(hp, epoch, max_epochs)
         _set_hyperparams(optimizer, hp, lr)
@@ -161,11 +175,7 @@ def train_loop_per_worker(config: dict) -> None:
             "train_samples": int(sums[2]),
             "train_samples_per_s": float(sums[2]) / train_time,
             "epoch_time_s": time.perf_counter() - started,
-            "restored_from": restored_from,
-            "worker_nodes": ",".join(nodes),
-            "num_nodes": len(set(nodes)),
-            "nodes_seen": ",".join(seen),
-            "start_epoch": start_epoch,  # > 0: this attempt resumed from a checkpoint
+            **tags,
         }
         with tempfile.TemporaryDirectory() as tmp:
             # Legacy Train copies the checkpoint into storage inside report(),
