@@ -47,6 +47,10 @@ class DatabricksSettings(BaseModel):
     # Unity Catalog volume (/Volumes/<catalog>/<schema>/<volume>) for Pipes context and
     # messages; serverless compute has no DBFS, so it is required when serverless is true.
     pipes_volume_path: str | None = None
+    # Ray on Spark authentication, the same on the driver and every executor (spark_env_vars):
+    # "<scope>/<key>" of a secret holding the Ray token (sent as a {{secrets/...}} reference,
+    # never the value), or None for RAY_AUTH_MODE=disabled on the run's own task cluster.
+    ray_auth_token_secret: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$")
 
 
 class AzureMonitorSettings(BaseModel):

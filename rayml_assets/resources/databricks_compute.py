@@ -33,7 +33,7 @@ from databricks.sdk.service import jobs
 from pydantic import Field
 
 from rayml_assets.lib.common.contract import ENV_KEY, RAY_KEY, RAY_ON_SPARK_KEY
-from rayml_assets.lib.common.pipes_runtime import check_ray_on_spark, ray_address, ray_with_address
+from rayml_assets.lib.common.pipes_runtime import check_ray_on_spark, ray_address, ray_on_spark_auth_env, ray_with_address
 from rayml_assets.resources.compute import (
     PROJECT_NAME,
     REMOTE_ENV_WHITELIST,
@@ -239,6 +239,7 @@ class DatabricksCompute(ComputeResource):
         return {
             **TELEMETRY_OFF,
             **whitelisted_env(REMOTE_ENV_WHITELIST),
+            **ray_on_spark_auth_env(self.cluster.ray_auth_token_secret),
             "RAYML_PROFILE": self.profile,
         }
 

@@ -47,3 +47,25 @@ def test_an_assets_own_sizing_is_checked_before_anything_is_submitted():
         compute.remote_extras("train", {"ray_on_spark": {"max_worker_nodes": 4, "num_gpus_worker_node": 0}})
     # a task that does not use Ray gets no Ray on Spark, even when an asset sends a sizing
     assert "ray_on_spark" not in compute.remote_extras("drift", {"ray_on_spark": own})
+
+
+@pytest.mark.parametrize(
+    ("token_secret", "expected"),
+    [
+        (None, {"RAY_AUTH_MODE": "disabled"}),
+        ("rayml-sit/ray-auth-token", {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "{{secrets/rayml-sit/ray-auth-token}}"}),
+    ],
+    ids=["default", "token-from-secret-scope"],
+)
+def test_the_task_cluster_carries_one_ray_auth_setting_to_driver_and_executors(token_secret, expected):
+    """Ray 2.60's default token auth, unset on the executors, refuses the worker node (InvalidAuthToken):
+    spark_env_vars reach the driver and every executor, so the setting lives there."""
+    compute = databricks_compute(ray_auth_token_secret=token_secret)
+    env = compute.new_cluster("train").spark_env_vars
+    assert {k: env[k] for k in expected} == expected
+    assert ("RAY_AUTH_TOKEN" in env) == bool(token_secret)
+
+
+def test_a_ray_token_secret_is_a_scope_and_key_not_a_value():
+    with pytest.raises(ValueError, match="ray_auth_token_secret"):
+        databricks_compute(ray_auth_token_secret="{{secrets/a/b}}")

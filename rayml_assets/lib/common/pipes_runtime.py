@@ -114,6 +114,19 @@ def spark_session():
 PAIRED_RAY_ON_SPARK_ARGS = ("num_cpus_worker_node", "num_gpus_worker_node")
 
 
+def ray_on_spark_auth_env(token_secret: str | None) -> dict[str, str]:
+    """The Ray auth variables a task cluster's ``spark_env_vars`` carry to the driver and every executor.
+
+    Ray 2.60 turns token authentication on by default, and a Ray worker node started in an executor
+    with another setting than the head on the driver is refused (``InvalidAuthToken``), so both get
+    the same: the token from a secret scope (Databricks resolves the ``{{secrets/<scope>/<key>}}``
+    reference when the cluster starts), or authentication off on the run's own single-user cluster.
+    """
+    if token_secret:
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "{{secrets/" + token_secret + "}}"}
+    return {"RAY_AUTH_MODE": "disabled"}
+
+
 def check_ray_on_spark(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The ``setup_ray_cluster`` keyword arguments of ``spec`` (None values dropped), or a
     ValueError when they break Ray's both-or-neither rule for the per-worker sizes."""
