@@ -65,6 +65,8 @@ def profile_from_outputs(env: str, outputs: dict[str, Any], taxonomy: list[str] 
         mlflow_tracking_uri="databricks",
         mlflow_registry_uri="databricks-uc",
         mlflow_artifact_root=paths["mlflow"],
+        # Run links in the metadata open the workspace's MLflow pages (the value DATABRICKS_HOST takes).
+        mlflow_ui_url=values["workspace_url"],
         compute="databricks",
         ray_address="auto",  # Ray on Spark exports RAY_ADDRESS on the cluster
         taxonomy=taxonomy,

@@ -2,7 +2,8 @@
 
 A profile is a YAML file in ``rayml_assets/profiles/``. Values may reference
 ``${RAYML_HOME}`` (the local stack's root folder) or any other environment
-variable; secrets are never written in a profile, they come from ``EnvVar``.
+variable (``${VAR:-default}`` where it may be unset); secrets are never written
+in a profile, they come from ``EnvVar``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rayml_assets.lib.common import secrets
 
@@ -31,7 +32,7 @@ class ProfileError(ValueError):
 class DatabricksSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    spark_version: str = "16.4.x-gpu-ml-scala2.12"
+    spark_version: str = "18.0.x-gpu-ml-scala2.13"  # Databricks Runtime 18 LTS ML (docs/databricks.md)
     node_type_id: str = "Standard_DS3_v2"
     gpu_node_type_id: str = "Standard_NC6s_v3"
     min_workers: int = 1
@@ -78,6 +79,7 @@ class Profile(BaseModel):
     mlflow_artifact_root: str | None = None
     # Where a person opens MLflow: runs and models in the metadata link there (local: `make mlflow-ui`;
     # a Databricks workspace URL for its managed MLflow).
+    # Cloud profiles: ${DATABRICKS_HOST:-}, the workspace the orchestrator signs in to (empty: no links).
     mlflow_ui_url: str | None = None
     compute: Literal["local", "databricks"] = "local"
     # How a run executes its steps. None: "in_process" with local compute (one process loads the
@@ -98,6 +100,11 @@ class Profile(BaseModel):
     ray_auth_mode: Literal["token", "disabled"] | None = None
     databricks: DatabricksSettings | None = None
     azure_monitor: AzureMonitorSettings | None = None
+
+    @field_validator("mlflow_ui_url")
+    @classmethod
+    def _no_empty_url(cls, value: str | None) -> str | None:
+        return value or None
 
     @property
     def is_local(self) -> bool:
@@ -120,18 +127,33 @@ def profile_name() -> str:
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
+# ${VAR:-default}: VAR when set, else the default (may be empty), for an optional value such as a link.
+_DEFAULTED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):-([^}$]*)\}")
+
+
+def _refuse_secret(var: str, env: dict[str, str], where: str) -> None:
+    if secrets.is_secret_name(var) or (var in env and secrets.looks_like_secret(env[var])):
+        raise ProfileError(
+            f"{where or 'a value'} names ${{{var}}}, a secret: secrets are read through EnvVar "
+            "or a secret scope, never written into a profile"
+        )
+
+
+def _defaulted(match: re.Match, env: dict[str, str], where: str) -> str:
+    _refuse_secret(match[1], env, where)
+    return env.get(match[1], match[2]).replace("$", "$$")  # literal in the ${VAR} pass below
+
+
 def _expand(value, env: dict[str, str], where: str = ""):
-    """``value`` with ``${VAR}`` filled in; an unset or secret variable is a :class:`ProfileError`."""
+    """``value`` with ``${VAR}`` and ``${VAR:-default}`` filled in; an unset ``${VAR}`` or a
+    secret variable is a :class:`ProfileError`."""
     if isinstance(value, str):
+        value = _DEFAULTED.sub(lambda m: _defaulted(m, env, where), value)
         template = string.Template(value)
         for var in template.get_identifiers():
             if var not in env:
                 raise ProfileError(f"{where or 'a value'} names ${{{var}}}, which is not set in the environment")
-            if secrets.is_secret_name(var) or secrets.looks_like_secret(env[var]):
-                raise ProfileError(
-                    f"{where or 'a value'} names ${{{var}}}, a secret: secrets are read through EnvVar "
-                    "or a secret scope, never written into a profile"
-                )
+            _refuse_secret(var, env, where)
         return template.safe_substitute(env)
     if isinstance(value, list):
         return [_expand(v, env, f"{where}[{i}]") for i, v in enumerate(value)]

@@ -90,6 +90,9 @@ def test_chain_registers_a_model_the_gate_keeps_out_and_is_idempotent(stack):
     assert Path(tuned["learning_curves_png"]).stat().st_size > 0
     assert registered["version_created"] and registered["delta_version"] == cleaned["delta_version"]
     assert Path(registered["confusion_matrix"]).stat().st_size > 0
+    # Links that open: the local profile's `make mlflow-ui` pages of the run behind the model.
+    assert registered["mlflow_run_url"].startswith("http://127.0.0.1:5000/#/experiments/")
+    assert registered["mlflow_run_url"].endswith(f"/runs/{tuned['mlflow_run_id']}")
     # The baseline is fitted on the same pinned splits; the tiny model is worse, so it is not champion.
     assert registered["baseline_accuracy"] == max(registered["baseline_logreg_accuracy"],
                                                   registered["baseline_svc_accuracy"])
@@ -154,6 +157,8 @@ def test_daily_partitions_report_drift_on_the_drifted_day(stack):
     assert predictions["model_version"] == stack["champion_version"]
     report = _meta(drifted, "data_drift_report")
     assert "<img" in Path(report["html_report"]).read_text()
+    # The day's report folder is in MLflow too, and the metadata opens its artifact view there.
+    assert report["mlflow_run_url"].endswith(f"/runs/{report['mlflow_run_id']}/artifacts/data_drift_report")
     checks = {e.check_name: e.passed for e in drifted.get_asset_check_evaluations()}
     assert checks["no_data_drift"] is False
 

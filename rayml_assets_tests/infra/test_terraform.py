@@ -430,6 +430,11 @@ def test_the_generated_profile_loads_and_points_at_the_environment(env, generate
     assert profile.checkpoint_root == f"abfss://checkpoints{root}/ray_results"
     assert profile.mlflow_artifact_root == f"abfss://mlflow{root}"
     assert (profile.mlflow_tracking_uri, profile.mlflow_registry_uri) == ("databricks", "databricks-uc")
+    # Run links open the workspace's MLflow, as the checked-in profile does with DATABRICKS_HOST set.
+    assert profile.mlflow_ui_url == "https://adb-1234567890123456.7.azuredatabricks.net"
+    monkeypatch.setenv("DATABRICKS_HOST", profile.mlflow_ui_url)
+    monkeypatch.setattr(settings, "PROFILES_DIR", Path(settings.__file__).parent / "profiles")  # the checked-in one
+    assert settings.load_profile(env).mlflow_ui_url == profile.mlflow_ui_url
     assert profile.compute == "databricks" and profile.taxonomy == ["0", "1", "2"]
     assert profile.sample_fraction == TRAINING[env]["sample_fraction"]
     assert profile.databricks.policy_id == "E0631F5C0D000A1B"

@@ -201,6 +201,18 @@ def test_task_script_runs_the_daily_steps(task_params):
     model = drift_job.run(params.model_copy(update={"step": steps["model_drift"], "dates": [dates[1]]}))
     assert model["is_drift"] is True and model["n_with_feedback"] == round(PER_DAY * 0.5)
     assert Path(model["html_report"]["raw_value"]).is_file() and model["summary"]["type"] == "md"
+    # Each day's report has one run; materializing a day again reuses it.
+    again = drift_job.run(params.model_copy(update={"step": steps["model_drift"], "dates": [dates[1]]}))
+    assert again["mlflow_run_id"] == model["mlflow_run_id"]
+    runs = params.mlflow.client().search_runs(
+        [model_run_experiment(params, model["mlflow_run_id"])], "tags.`rayml.role` = 'model_drift_report'"
+    )
+    assert [r.info.run_id for r in runs] == [model["mlflow_run_id"]]
+    assert "mlflow_run_id" in data["per_day"]["raw_value"][0]
+
+
+def model_run_experiment(params, run_id: str) -> str:
+    return params.mlflow.client().get_run(run_id).info.experiment_id
 
 
 def test_task_script_under_dagster_pipes(task_params):
@@ -211,7 +223,8 @@ def test_task_script_under_dagster_pipes(task_params):
     # The open backend keeps alibi-detect's 12 s import out of the child; alibi is tested in-process above.
     scipy = DriftConfig(reference_size=400, n_permutations=50, backend="scipy")
     step = steps["data_drift"].model_copy(update={"drift": scipy})
-    extras = params.model_copy(update={"step": step}).to_extras()
+    ui = params.mlflow.model_copy(update={"ui_url": "http://127.0.0.1:5000"})
+    extras = params.model_copy(update={"step": step, "mlflow": ui}).to_extras()
     del extras["dates"]  # the script takes the step's partition range
 
     # No annotations: this module's are strings, which Dagster cannot resolve for a local function.
@@ -230,6 +243,17 @@ def test_task_script_under_dagster_pipes(task_params):
     assert metadata["is_drift"].value is True and metadata["date"].value == dates[1]
     assert Path(metadata["html_report"].value).is_file()
     assert "mmd_embeddings" in metadata["summary"].value and metadata["backend"].value == "scipy"
+
+    # The day's report folder is in its own MLflow run, linked at its artifact view.
+    client, run_id = ui.client(), metadata["mlflow_run_id"].value
+    run = client.get_run(run_id)
+    assert (run.data.tags["rayml.role"], run.data.tags["rayml.date"]) == ("data_drift_report", dates[1])
+    assert metadata["mlflow_run_url"].value == (
+        f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run_id}/artifacts/data_drift_report"
+    )
+    logged = {Path(a.path).name for a in client.list_artifacts(run_id, "data_drift_report")}
+    assert {"report.html", "result.json", Path(metadata["p_values_plot"].value).name} <= logged
+    assert "report_url" not in metadata  # a local report opens through the MLflow run
 
 
 def test_task_without_a_champion_fails_clearly(tmp_path):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rayml_assets.lib.common.contract import MlflowSettings
 from rayml_assets.lib.monitoring import explain_task as explain_job
 from rayml_assets.lib.monitoring.contract import ExplainConfig, ExplainTaskParams
 from rayml_assets.lib.monitoring.explain import CELL_INCHES, explain_champion, select_examples, shap_attributions
@@ -101,12 +102,27 @@ def test_attributions_are_deterministic_and_leave_the_callers_rng_alone():
 
 def test_explain_task_reports_paths_and_a_summary(tmp_path):
     _, champion = shared_champion()
+    given = champion_params(champion, saved_model_uri())
+    # The champion's run, as registration leaves it: the report goes there and the metadata links it.
+    mlflow = MlflowSettings(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_location=str(tmp_path / "artifacts"),
+        ui_url="http://127.0.0.1:5000",
+    )
+    client = mlflow.client()
+    run = client.create_run(client.create_experiment("shap", artifact_location=mlflow.artifact_location))
     params = ExplainTaskParams(
         reports_root=str(tmp_path),
         explain=ExplainConfig(per_class=1, top_misclassified=1, background_size=8, nsamples=8),
-        **champion_params(champion, saved_model_uri()),
+        **{**given, "mlflow": mlflow, "champion": given["champion"].model_copy(update={"mlflow_run_id": run.info.run_id})},
     )
     metadata = explain_job.run(params, lambda _: None)
+    run_id, experiment = run.info.run_id, run.info.experiment_id
+    assert metadata["mlflow_run_url"] == {
+        "raw_value": f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{run_id}/artifacts/shap_report",
+        "type": "url",
+    }
+    assert "attributions.png" in {Path(a.path).name for a in client.list_artifacts(run_id, "shap_report")}
+    assert "report_url" not in metadata  # local files: the run link is the way
     grid = Path(metadata["attributions_grid"]["raw_value"])
     assert grid.is_file() and grid.parent == tmp_path / "shap" / champion.model_name / f"v{champion.model_version}"
     assert metadata["summary"]["type"] == "md" and "| 9 |" in metadata["summary"]["raw_value"]

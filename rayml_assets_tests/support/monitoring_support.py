@@ -125,8 +125,8 @@ def champion_params(champion: Champion, model_uri: str) -> dict:
     """The champion part of a monitoring task's parameters: the ref, its metadata, where MLflow is.
 
     The fixture's model is saved without the metadata the platform logs, so the
-    metadata travels in ``champion_metadata``; MLflow points at an unused sqlite
-    store beside the shared lake (nothing is registered).
+    metadata travels in ``champion_metadata``; MLflow points at a sqlite store beside
+    the shared lake (nothing is registered; the drift tasks log their report runs there).
     """
     lake_root, _ = shared_champion()
     return {
@@ -140,7 +140,11 @@ def champion_params(champion: Champion, model_uri: str) -> dict:
             image_size=champion.image_size,
             channels=champion.channels,
         ),
-        "mlflow": MlflowSettings(tracking_uri=f"sqlite:///{lake_root.rsplit('/', 1)[0]}/mlflow.db"),
+        # Artifacts beside it too: the drift tasks log their reports, and must not write ./mlruns.
+        "mlflow": MlflowSettings(
+            tracking_uri=f"sqlite:///{lake_root.rsplit('/', 1)[0]}/mlflow.db",
+            artifact_location=f"{lake_root.rsplit('/', 1)[0]}/mlflow_artifacts",
+        ),
     }
 
 

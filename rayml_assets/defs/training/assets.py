@@ -216,6 +216,11 @@ def registered_model(
         "should_promote": decision.promote,
         "decision": decision.reason,
     }
+    run_url = report.source_experiment_id and mlflow_store.settings().run_url(
+        report.source_experiment_id, report.source_run_id
+    )
+    if run_url:  # the run that logged the model, its evaluation/ and the baseline metrics
+        metadata["mlflow_run_url"] = MetadataValue.url(run_url)
     return MaterializeResult(
         metadata=metadata,
         data_version=DataVersion(f"{report.model_name}/{report.version}"),

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rayml_assets.lib.common.links import mlflow_artifacts_url, mlflow_run_url
 from rayml_assets.lib.common.tables import table_uri
 
 if TYPE_CHECKING:  # mlflow loads only where a client is made
@@ -67,11 +68,12 @@ class MlflowSettings(Contract):
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri)
 
     def run_url(self, experiment_id: str, run_id: str) -> str | None:
-        if not self.ui_url:
-            return None
-        if self.tracking_uri.startswith("databricks"):  # the workspace's own MLflow pages
-            return f"{self.ui_url.rstrip('/')}/ml/experiments/{experiment_id}/runs/{run_id}"
-        return f"{self.ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        """The run's page in the UI (``None`` without ``ui_url``); see ``lib.common.links``."""
+        return mlflow_run_url(self.ui_url, self.tracking_uri, experiment_id, run_id)
+
+    def artifacts_url(self, experiment_id: str, run_id: str, artifact_path: str | None = None) -> str | None:
+        """The run's artifact view, at ``artifact_path`` when given."""
+        return mlflow_artifacts_url(self.ui_url, self.tracking_uri, experiment_id, run_id, artifact_path)
 
 
 class LakeSettings(Contract):

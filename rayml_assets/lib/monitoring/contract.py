@@ -150,6 +150,8 @@ class DriftTaskParams(Contract):
     """What ``drift_task.py`` needs for one step of the daily monitoring over ``dates``."""
 
     step: DriftStep
+    # The drift steps log each day's report folder to one MLflow run of mlflow.experiment_name per
+    # report and day (lib/monitoring/report_runs.py) and link it: mlflow_run_url, report_url.
     # Partition keys YYYY-MM-DD. Under Pipes, task_entry.main fills in the step's partition range when absent.
     dates: list[PartitionKey] = Field(min_length=1)
     champion: ChampionRef
@@ -166,7 +168,8 @@ class ExplainTaskParams(Contract):
     """What ``explain_task.py`` needs: the champion, where its report goes, the SHAP knobs.
 
     The report folder is also logged to the champion's MLflow run
-    (``champion.mlflow_run_id``) as ``shap_report/`` when the run is known.
+    (``champion.mlflow_run_id``) as ``shap_report/`` when the run is known, and the
+    metadata links its artifact view (``mlflow_run_url``; ``mlflow.ui_url`` set).
     """
 
     champion: ChampionRef

@@ -7,7 +7,8 @@ The extras are a :class:`~rayml_assets.lib.monitoring.contract.DriftTaskParams`:
 ``step`` picks the work by its ``kind`` (``predictions``, ``data_drift`` or
 ``model_drift``) and carries that step's roots and knobs; ``dates``, the pinned
 ``champion``, ``mlflow`` and ``lake`` are shared. Without ``dates``, a
-partitioned Pipes step processes its partition key range.
+partitioned Pipes step processes its partition key range. Each day's drift report
+folder is also logged to MLflow (``report_runs``) and linked from the metadata.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rayml_assets.lib.monitoring.inference import (
 )
 from rayml_assets.lib.monitoring.model_drift import detect_model_drift
 from rayml_assets.lib.monitoring.production import join_feedback_table, read_feedback
+from rayml_assets.lib.monitoring.report_runs import log_report
 from rayml_assets.lib.monitoring.reports import ReportFiles, write_data_drift_report, write_model_drift_report
 
 THUMBNAILS = 24
@@ -40,8 +42,13 @@ def _predictions_uri(params: DriftTaskParams) -> str:
     return params.lake.table_uri(lake.PREDICTIONS)
 
 
-def _report_metadata(files: ReportFiles) -> dict:
+DATA_DRIFT_ROLE, MODEL_DRIFT_ROLE = "data_drift_report", "model_drift_report"
+
+
+def _report_metadata(params: DriftTaskParams, role: str, day: str, files: ReportFiles, champion: Champion) -> dict:
+    tags = {"rayml.model_name": champion.model_name, "rayml.model_version": str(champion.model_version)}
     return {
+        **log_report(params.mlflow, role, day, files.directory, files.html, tags),
         "html_report": typed(files.html, "path"),
         "result_json": typed(files.result_json, "path"),
         **{f"{name}_plot": typed(uri, "path") for name, uri in files.plots.items()},
@@ -121,7 +128,7 @@ def data_drift_step(params: DriftTaskParams, step: DataDriftStep, champion: Cham
                 "n_production": result.n_production,
                 "n_reference": result.n_reference,
                 "backend": result.backend,
-                **_report_metadata(files),
+                **_report_metadata(params, DATA_DRIFT_ROLE, day, files, champion),
             }
         )
     return out
@@ -161,7 +168,7 @@ def model_drift_step(params: DriftTaskParams, step: ModelDriftStep, champion: Ch
                 "n_duplicates": joined.n_duplicates,
                 "n_unknown": joined.n_unknown,
                 "feedback_found": feedback.found,
-                **_report_metadata(files),
+                **_report_metadata(params, MODEL_DRIFT_ROLE, day, files, champion),
             }
         )
     return out

@@ -7,17 +7,22 @@ The extras are an :class:`~rayml_assets.lib.monitoring.contract.ExplainTaskParam
 the pinned ``champion``, ``mlflow``, where the files go (``reports_root`` or
 ``output_dir``) and the ``explain`` knobs. When the champion's MLflow run is
 known (``champion.mlflow_run_id``), the report folder is also logged as its
-artifacts (``shap_report/``), next to the model it explains.
+artifacts (``shap_report/``), next to the model it explains, and the metadata links
+its artifact view (``mlflow_run_url``) and, on cloud storage, the grid (``report_url``).
 """
 
 from __future__ import annotations
 
 from rayml_assets.lib.common.task_entry import Log, main, typed
+from rayml_assets.lib.common.links import storage_url
 from rayml_assets.lib.common.previews import read_preview
 from rayml_assets.lib.monitoring.contract import ExplainTaskParams
 from rayml_assets.lib.monitoring.explain import explain_champion
 from rayml_assets.lib.monitoring.inference import load_champion
+from rayml_assets.lib.monitoring.report_runs import log_folder, report_links
 from rayml_assets.lib.monitoring.reports import markdown_table
+
+SHAP_ARTIFACTS = "shap_report"
 
 
 def run(params: ExplainTaskParams, log: Log = print) -> dict:
@@ -33,9 +38,12 @@ def run(params: ExplainTaskParams, log: Log = print) -> dict:
         f" in {summary['seconds']} s"
     )
     run_id = params.champion.mlflow_run_id
+    storage = storage_url(result.grid_png)
+    links = {"report_url": typed(storage, "url")} if storage else {}
     if run_id:
-        # Artifacts are logged from a local folder; a cloud output_dir is already durable storage.
-        params.mlflow.client().log_artifacts(run_id, result.output_dir, "shap_report")
+        log_folder(params.mlflow, run_id, result.output_dir, SHAP_ARTIFACTS)
+        experiment = params.mlflow.client().get_run(run_id).info.experiment_id
+        links = report_links(params.mlflow, experiment, run_id, SHAP_ARTIFACTS, result.grid_png)
         log(f"logged the report to MLflow run {run_id}")
     rows = [
         (r["class"], r["n_examples"], r["n_misclassified"], r["mean_abs_attribution"]) for r in summary["per_class"]
@@ -56,6 +64,7 @@ def run(params: ExplainTaskParams, log: Log = print) -> dict:
         "class_summary_csv": typed(result.class_summary_csv, "path"),
         "summary_json": typed(result.summary_json, "path"),
         "summary": typed(f"**SHAP on {summary['n_explained']} test images**\n\n{table}", "md"),
+        **links,
     }
 
 

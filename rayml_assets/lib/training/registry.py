@@ -61,6 +61,7 @@ class ChallengerReport:
     champion: EvalResult | None
     decision: PromotionDecision
     confusion_png: str
+    source_experiment_id: str | None = None  # of source_run_id: builds the run link in the metadata
 
     def to_dict(self) -> dict:
         return {**asdict(self), "baseline": self.baseline.to_dict()}
@@ -236,6 +237,7 @@ def register_challenger(
         champion=champion,
         decision=decision,
         confusion_png=str(png),
+        source_experiment_id=client.get_run(run_id).info.experiment_id,
     )
     numbers = {"test_accuracy": challenger.accuracy, **report.baseline_numbers()}
     tags = {**{key: f"{value:.6f}" for key, value in numbers.items()}, "test_images": str(challenger.n)}
