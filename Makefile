@@ -4,6 +4,11 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 IAC_VENV := .venv-iac
+# Runtime-parity venv: Python 3.12 with the wheel's cluster set under the target runtime's pins.
+DBR_VENV := .venv-dbr
+DBR_CONSTRAINTS := deploy/cluster-constraints/dbr-18-lts-ml.txt
+# The first Python 3.12 that runs (a pyenv shim can exist without one).
+PYTHON312 ?= $(shell for p in $$(command -v python3.12) $(HOME)/.pyenv/versions/3.12.*/bin/python; do "$$p" -c '' 2>/dev/null && { echo "$$p"; break; }; done)
 ENV ?= sit
 PORT ?= 3000
 MLFLOW_PORT ?= 5000
@@ -22,7 +27,7 @@ DEMO_MONITORING := predictions,data_drift_report,model_drift_report
 DEMO_DAYS := 6
 DEMO_RANGE := 2026-01-01...2026-01-06
 
-.PHONY: install iac-venv browser demo test dev sample mlflow-ui deploy bench clean
+.PHONY: install iac-venv dbr-venv browser demo test dev sample mlflow-ui deploy bench clean
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +47,16 @@ $(IAC_VENV)/.installed: requirements-iac.lock
 
 iac-venv: $(IAC_VENV)/.installed
 
+# The cluster set, resolved on the runtime's Python against the runtime's pins, installed once
+# (about 7 GB with CUDA torch, 2.5 min here) for rayml_assets_tests/databricks/test_runtime_parity.py, which reinstalls
+# the freshly built wheel into it. Without Python 3.12 there is nothing to build and that test skips.
+$(DBR_VENV)/.installed: pyproject.toml $(DBR_CONSTRAINTS)
+	@if [ -z "$(PYTHON312)" ]; then echo "no python3.12: $(DBR_VENV) not built"; exit 0; fi; \
+	set -e; rm -rf $(DBR_VENV); $(PYTHON312) -m venv $(DBR_VENV); echo '*' > $(DBR_VENV)/.gitignore; \
+	$(DBR_VENV)/bin/pip install -q -c $(DBR_CONSTRAINTS) . ; touch $@
+
+dbr-venv: $(DBR_VENV)/.installed
+
 # The UI test drives Debian's Chromium with Playwright (playwright cannot download browsers here).
 browser:
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
@@ -59,7 +74,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml sample
 	$(BIN)/dagster asset materialize -m rayml_assets.definitions --select '$(DEMO_MONITORING)' --partition-range '$(DEMO_RANGE)'
 	@echo "Done. Open the UI with 'make dev' to see lineage and metadata; everything is under $(RAYML_HOME)."
 
-test: install iac-venv browser
+test: install iac-venv dbr-venv browser
 	$(BIN)/python -m pytest -q
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
@@ -76,3 +91,9 @@ bench: install
 
 clean:
 	rm -rf $(RAYML_HOME)
+
+# The cloud profiles from each environment's `terraform output -json` (docs/infrastructure.md).
+TAXONOMY ?= 0,1,2,3,4,5,6,7,8,9
+profiles: install
+	for e in sit uat prod; do $(BIN)/python -m rayml_assets.profile_from_terraform --env $$e --taxonomy $(TAXONOMY) \
+	  < deploy/terraform-outputs/$$e.json > rayml_assets/profiles/$$e.yaml || exit 1; done

@@ -57,6 +57,7 @@ def resources_for(profile: Profile) -> dict:
             registry_uri=profile.mlflow_registry_uri,
             artifact_location=profile.mlflow_artifact_root,
             ui_url=profile.mlflow_ui_url,
+            experiment_name=profile.mlflow_experiment_name,
             model_name=profile.model_name,
         ),
     }
@@ -88,7 +89,7 @@ def _loggers(profile: Profile) -> dict | None:
     """Azure Monitor log shipping, only in profiles that configure it (docs/infrastructure.md)."""
     if profile.azure_monitor is None:
         return None  # Dagster's default console logger; the Azure SDK is not imported
-    from rayml_assets.observability.azure_monitor import dagster_loggers
+    from rayml_assets.observability.dagster_logger import dagster_loggers
 
     return dagster_loggers(profile)
 

@@ -1,7 +1,11 @@
 """Turn an environment's ``terraform output -json`` into its rayml profile.
 
-    terraform -chdir=terraform/root output -json   # after init with ../envs/sit/backend.hcl \\
-      | python -m rayml_assets.profile_from_terraform --env sit > rayml_assets/profiles/sit.yaml
+    terraform -chdir=terraform/root output -json > deploy/terraform-outputs/sit.json  # after apply
+    make profiles   # each rayml_assets/profiles/<env>.yaml from deploy/terraform-outputs/<env>.json
+
+``deploy/terraform-outputs/`` keeps each environment's outputs beside the profile made from
+them (a test regenerates the profiles and finds them identical); the checked-in ones are
+samples whose IDs a real ``terraform apply`` replaces.
 
 Storage paths, Databricks compute and log shipping come from Terraform; how
 much data and search each environment trains on is application config and
@@ -40,6 +44,7 @@ REQUIRED_OUTPUTS = frozenset(
         "data_collection_rule_immutable_id",
         "logs_stream_name",
         "unity_catalog",
+        "mlflow_experiment_name",
     }
 )
 
@@ -67,6 +72,8 @@ def profile_from_outputs(env: str, outputs: dict[str, Any], taxonomy: list[str] 
         mlflow_artifact_root=paths["mlflow"],
         # Run links in the metadata open the workspace's MLflow pages (the value DATABRICKS_HOST takes).
         mlflow_ui_url=values["workspace_url"],
+        mlflow_experiment_name=values["mlflow_experiment_name"],
+        model_name=values["unity_catalog"]["registered_model"],
         compute="databricks",
         ray_address="auto",  # Ray on Spark exports RAY_ADDRESS on the cluster
         taxonomy=taxonomy,
@@ -92,11 +99,13 @@ def profile_from_outputs(env: str, outputs: dict[str, Any], taxonomy: list[str] 
 
 
 def render(profile: Profile, outputs: dict[str, Any]) -> str:
-    """The profile as YAML, headed by the (non-secret) variables its users export."""
+    """The profile as YAML, headed by the command that made it and the (non-secret) variables its users export."""
     identity = outputs["pipeline_identity"]["value"]
+    taxonomy = f" --taxonomy {','.join(profile.taxonomy)}" if profile.taxonomy else ""
     header = (
         f"# {profile.name}: generated from terraform/root (envs/{profile.name}) by\n"
-        f"#   python -m rayml_assets.profile_from_terraform --env {profile.name}\n"
+        f"#   python -m rayml_assets.profile_from_terraform --env {profile.name}{taxonomy}"
+        f" < deploy/terraform-outputs/{profile.name}.json\n"
         "# Regenerate instead of editing. Credentials never live here; export:\n"
         f"#   DATABRICKS_HOST={outputs['workspace_url']['value']}\n"
         f"#   AZURE_CLIENT_ID={identity['client_id']}\n"

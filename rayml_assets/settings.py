@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rayml_assets.lib.common import secrets
 
@@ -62,6 +62,9 @@ class AzureMonitorSettings(BaseModel):
     stream_name: str
 
 
+_UC_NAME = re.compile(r"[^.\s]+\.[^.\s]+\.[^.\s]+")  # catalog.schema.model
+
+
 class Profile(BaseModel):
     """Where the lake, MLflow and compute live for one environment."""
 
@@ -79,8 +82,11 @@ class Profile(BaseModel):
     mlflow_artifact_root: str | None = None
     # Where a person opens MLflow: runs and models in the metadata link there (local: `make mlflow-ui`;
     # a Databricks workspace URL for its managed MLflow).
-    # Cloud profiles: ${DATABRICKS_HOST:-}, the workspace the orchestrator signs in to (empty: no links).
+    # Cloud profiles: Terraform's workspace_url (profile_from_terraform).
     mlflow_ui_url: str | None = None
+    # The experiment of the tuning runs: an absolute workspace path on Databricks (Terraform's
+    # mlflow_experiment_name), any name elsewhere.
+    mlflow_experiment_name: str = Field("rayml_assets", min_length=1)
     compute: Literal["local", "databricks"] = "local"
     # How a run executes its steps. None: "in_process" with local compute (one process loads the
     # code location once; the heavy steps are Pipes subprocesses anyway), "multiprocess" with
@@ -105,6 +111,19 @@ class Profile(BaseModel):
     @classmethod
     def _no_empty_url(cls, value: str | None) -> str | None:
         return value or None
+
+    @model_validator(mode="after")
+    def _registry_names_fit_their_store(self) -> "Profile":
+        # Databricks refuses a relative experiment name and Unity Catalog a model name without
+        # catalog and schema: fail when the profile loads, not at the first registration.
+        if self.mlflow_tracking_uri.startswith("databricks") and not self.mlflow_experiment_name.startswith("/"):
+            raise ValueError(
+                f"mlflow_experiment_name {self.mlflow_experiment_name!r} must be an absolute workspace path "
+                "(/Shared/... or /Users/...) with the Databricks tracking server"
+            )
+        if self.mlflow_registry_uri.startswith("databricks-uc") and not _UC_NAME.fullmatch(self.model_name):
+            raise ValueError(f"model_name {self.model_name!r} must be catalog.schema.model in Unity Catalog")
+        return self
 
     @property
     def is_local(self) -> bool:

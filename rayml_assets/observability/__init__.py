@@ -1,19 +1,6 @@
-"""Observability: shipping pipeline and training logs to Azure Monitor."""
+"""Observability: shipping pipeline and training logs to Azure Monitor.
 
-from rayml_assets.observability.azure_monitor import (
-    AzureMonitorHandler,
-    attach_to_root_logger,
-    azure_monitor_logger,
-    dagster_logger_run_config,
-    dagster_loggers,
-    handler_from_profile,
-)
-
-__all__ = [
-    "AzureMonitorHandler",
-    "attach_to_root_logger",
-    "azure_monitor_logger",
-    "dagster_logger_run_config",
-    "dagster_loggers",
-    "handler_from_profile",
-]
+``azure_monitor`` (the handler; no dagster, so the task scripts use it on a cluster) and
+``dagster_logger`` (the Dagster run logger). Nothing is imported here, so that importing the
+handler never pulls in dagster.
+"""

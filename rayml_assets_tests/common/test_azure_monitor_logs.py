@@ -36,10 +36,9 @@ from rayml_assets.observability.azure_monitor import (
     COLUMNS,
     AzureMonitorHandler,
     attach_to_root_logger,
-    dagster_logger_run_config,
-    dagster_loggers,
     handler_from_profile,
 )
+from rayml_assets.observability.dagster_logger import dagster_logger_run_config, dagster_loggers
 from rayml_assets.settings import AzureMonitorSettings
 
 pytestmark = pytest.mark.contract

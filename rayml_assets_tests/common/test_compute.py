@@ -82,13 +82,15 @@ def test_profile_task_uses_runtime_nodes_autoscale_wheel(name, monkeypatch):
         settings.max_workers,
     )
     assert [lib.whl for lib in train.libraries] == [wheel]
-    assert train.spark_python_task.python_file.endswith(f"/{name}/tasks/train.py")
+    assert train.spark_python_task.python_file == f"/Workspace/Shared/rayml-{name}/tasks/train.py"
     assert cluster.spark_env_vars["RAYML_PROFILE"] == name
     for key, value in TELEMETRY_OFF.items():
         assert cluster.spark_env_vars[key] == value
 
     drift = compute.submit_task("drift").new_cluster
-    assert drift.node_type_id == settings.node_type_id
+    # The CPU tasks run in the environment's pool (its nodes are node_type_id), under its policy.
+    assert (drift.instance_pool_id, drift.node_type_id) == (settings.instance_pool_id, None)
+    assert drift.policy_id == cluster.policy_id == settings.policy_id
     assert drift.spark_version == settings.spark_version.replace("-gpu-ml-", "-cpu-ml-")
 
     as_json = json.dumps([train.as_dict(), compute.remote_extras("train", {})])
@@ -216,7 +218,7 @@ def test_empty_token_is_reported_not_sent(monkeypatch):
     # importing dagster_databricks leaves DATABRICKS_TOKEN="" behind when it was unset
     monkeypatch.setenv("DATABRICKS_HOST", "https://adb-1.azuredatabricks.net")
     monkeypatch.setenv("DATABRICKS_TOKEN", "")
-    result, text = materialize_logged(report_asset, databricks_compute())
+    result, text = materialize_logged(report_asset, databricks_compute(auth="pat"))
     assert not result.success
     assert "Databricks credentials missing: set DATABRICKS_HOST, DATABRICKS_TOKEN" in text
 
@@ -224,7 +226,7 @@ def test_empty_token_is_reported_not_sent(monkeypatch):
 def test_runtime_picks_pipes_io_for_each_launcher(monkeypatch):
     monkeypatch.delenv("DATABRICKS_RUNTIME_VERSION", raising=False)
     assert runtime.pipes_io() == {}
-    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "16.4")
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "18.0")
     monkeypatch.setattr("sys.argv", ["train.py"])
     io = runtime.pipes_io()
     assert type(io["context_loader"]).__name__ == "PipesDbfsContextLoader"
@@ -308,8 +310,8 @@ def test_deploy_without_credentials_fails_before_building(monkeypatch, capsys):
     for key in ("DATABRICKS_HOST", "DATABRICKS_TOKEN"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setattr(deploy_mod, "build_wheel", _must_not_build)
-    assert deploy_mod.main(["--env", "sit"]) == 2
-    assert "Databricks credentials missing: set DATABRICKS_HOST, DATABRICKS_TOKEN" in (
+    assert deploy_mod.main(["--env", "sit"]) == 2  # sit logs in as the pipeline service principal
+    assert "Databricks credentials missing: set DATABRICKS_HOST, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET, AZURE_TENANT_ID" in (
         capsys.readouterr().err
     )
     with pytest.raises(DatabricksCredentialsError):

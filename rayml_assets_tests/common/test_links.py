@@ -1,4 +1,4 @@
-"""Links a browser opens: storage URLs, MLflow artifact views, and the cloud profiles' MLflow UI."""
+"""Links a browser opens: storage URLs and MLflow artifact views (the cloud profiles' MLflow UI: infra/test_profiles_from_terraform.py)."""
 
 import pytest
 
@@ -57,14 +57,6 @@ def test_a_cloud_reports_root_links_the_report_and_its_run():
         },
     }
     assert "report_url" not in report_links(settings, "42", "r1", "data_drift_report", "/tmp/reports/report.html")
-
-
-@pytest.mark.parametrize("env", ["sit", "uat", "prod"])
-def test_cloud_profiles_link_to_the_workspace_when_its_host_is_set(env, monkeypatch):
-    monkeypatch.setenv("DATABRICKS_HOST", HOST)
-    assert load_profile(env).mlflow_ui_url == HOST
-    monkeypatch.delenv("DATABRICKS_HOST")
-    assert load_profile(env).mlflow_ui_url is None  # still loads (definitions validate without credentials)
 
 
 def test_a_defaulted_variable_is_still_refused_when_it_is_a_secret(tmp_path, monkeypatch):

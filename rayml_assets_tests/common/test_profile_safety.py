@@ -42,10 +42,23 @@ def test_an_unset_variable_fails_at_load_naming_it(profiles_dir, monkeypatch):
     assert load_profile("cloud").lake_root == "abfss://lake@acct.dfs.core.windows.net/x"
 
 
-def test_the_shipped_cloud_profiles_need_their_storage_account(monkeypatch):
-    monkeypatch.delenv("RAYML_STORAGE_ACCOUNT")
-    with pytest.raises(ProfileError, match="RAYML_STORAGE_ACCOUNT"):
-        load_profile("sit")
+DATABRICKS = {"mlflow_tracking_uri": "databricks", "mlflow_registry_uri": "databricks-uc"}
+
+
+@pytest.mark.parametrize(
+    "names, error",
+    [
+        ({"mlflow_experiment_name": "rayml_assets", "model_name": "c.s.m"}, "absolute workspace path"),
+        ({"mlflow_experiment_name": "/Shared/x/exp", "model_name": "ml.classifier"}, "catalog.schema.model"),
+        ({"mlflow_experiment_name": "/Shared/x/exp"}, "catalog.schema.model"),  # the one-level default
+    ],
+)
+def test_databricks_registry_names_are_checked_when_the_profile_loads(profiles_dir, names, error):
+    _write(profiles_dir, "cloud", **DATABRICKS, **names)
+    with pytest.raises(ProfileError, match=error):
+        load_profile("cloud")
+    _write(profiles_dir, "cloud", **DATABRICKS, mlflow_experiment_name="/Shared/x/exp", model_name="c.s.m")
+    assert load_profile("cloud").model_name == "c.s.m"
 
 
 @pytest.mark.parametrize(

@@ -25,33 +25,43 @@ def wheel(tmp_path_factory):
 
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
-    """The fake workspace, logged in with a PAT; a test fails on any contract violation."""
+    """The fake workspace, logged in as the cloud profiles are (``auth: azure_client_secret``:
+    the pipeline service principal's OAuth client credentials against the fake's Entra ID);
+    a test fails on any contract violation."""
     # the Pipes reader waits this long for a closed message that a cancelled run never sends
     monkeypatch.setattr(pipes_utils, "WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 1)
     with FakeDatabricks(tmp_path / "workspace") as server:
         monkeypatch.setenv("DATABRICKS_HOST", server.url)
-        monkeypatch.setenv("DATABRICKS_TOKEN", server.token)
+        monkeypatch.delenv("DATABRICKS_TOKEN", raising=False)  # the SDK refuses two logins at once
+        principal = server.auth.principal
+        monkeypatch.setenv("AZURE_CLIENT_ID", principal.client_id)
+        monkeypatch.setenv("AZURE_CLIENT_SECRET", principal.client_secret)
+        monkeypatch.setenv("AZURE_TENANT_ID", principal.tenant_id)
+        # 127.0.0.1 is in no Azure DNS zone: name the Azure cloud whose Entra ID is the fake.
+        monkeypatch.setattr(Config, "databricks_environment", server.auth.azure_environment())
         yield server
     assert server.violations == [], "requests the real Databricks API refuses"
 
 
 @pytest.fixture
-def azure_sp(fake, monkeypatch):
-    """Log in as the fake's Azure service principal instead of with the PAT."""
-    principal = fake.auth.principal
-    monkeypatch.delenv("DATABRICKS_TOKEN")
-    monkeypatch.setenv("AZURE_CLIENT_ID", principal.client_id)
-    monkeypatch.setenv("AZURE_CLIENT_SECRET", principal.client_secret)
-    monkeypatch.setenv("AZURE_TENANT_ID", principal.tenant_id)
-    # 127.0.0.1 is in no Azure DNS zone: name the Azure cloud whose Entra ID is the fake.
-    monkeypatch.setattr(Config, "databricks_environment", fake.auth.azure_environment())
-    return principal
+def azure_sp(fake):
+    """The fake's Azure service principal, the login of the ``fake`` fixture."""
+    return fake.auth.principal
+
+
+@pytest.fixture
+def pat(fake, monkeypatch):
+    """A personal access token instead of the service principal (``auth: pat`` profiles)."""
+    for name in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DATABRICKS_TOKEN", fake.token)
+    return fake.token
 
 
 @pytest.fixture
 def deployed(fake, wheel):
     """The wheel and every test task script in the fake workspace, as `make deploy` puts them."""
-    client = deploy_mod.workspace_client_from_env("pat")
+    client = deploy_mod.workspace_client_from_env(load_profile("sit").databricks.auth)
     result = deploy_mod.deploy("sit", client=client, wheel=wheel, tasks_package=TEST_TASKS)
     tasks_dir = workspace_tasks_dir(load_profile("sit").databricks)
     for task, path in available_tasks(DATABRICKS_TEST_TASKS).items():
@@ -75,7 +85,7 @@ class _Checked(Exception):
 def real_ray_on_spark_check(monkeypatch):
     """Run Ray's own ``setup_ray_cluster`` argument checks (ray/util/spark/cluster_init.py).
 
-    Ray's Spark session becomes a stand-in Databricks cluster (DBR 16.4, stage scheduling,
+    Ray's Spark session becomes a stand-in Databricks cluster (DBR 18.0, stage scheduling,
     workers of 8 CPUs); the call stops where Ray would size memory and start nodes. The
     returned function raises Ray's own error for arguments Ray refuses.
     """
@@ -87,7 +97,7 @@ def real_ray_on_spark_check(monkeypatch):
         getConf=lambda: SimpleNamespace(get=lambda key, default=None: default),
         parallelize=lambda *a: SimpleNamespace(map=lambda f: worker),
     )
-    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "16.4")
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "18.0")
     monkeypatch.setattr(cluster_init, "get_spark_session", lambda: SimpleNamespace(sparkContext=context))
     monkeypatch.setattr(cluster_init, "_install_sigterm_signal", lambda: None)
     monkeypatch.setattr(cluster_init, "_create_resource_profile", lambda cpus, gpus: None)

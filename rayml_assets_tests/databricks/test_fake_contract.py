@@ -20,7 +20,7 @@ SUBMIT = "/api/2.2/jobs/runs/submit"
 
 
 @pytest.fixture
-def client(fake) -> WorkspaceClient:
+def client(fake, pat) -> WorkspaceClient:
     return WorkspaceClient(host=fake.url, token=fake.token)
 
 
@@ -42,7 +42,7 @@ def test_a_field_the_sdk_does_not_know_is_refused_at_any_depth(fake, client):
     do = client.api_client.do
     _refused(fake, lambda: do("POST", SUBMIT, body={"tasks": [_task()], "run_nam": "x"}),
              "INVALID_PARAMETER_VALUE", "JobsAPI.submit: unknown field 'run_nam'")
-    body = {"tasks": [_task(new_cluster={"spark_version": "16.4.x", "num_gpu": 1})]}
+    body = {"tasks": [_task(new_cluster={"spark_version": "18.0.x", "num_gpu": 1})]}
     _refused(fake, lambda: do("POST", SUBMIT, body=body), "INVALID_PARAMETER_VALUE",
              "tasks[0].new_cluster: unknown field 'num_gpu' for ClusterSpec")
     _refused(fake, lambda: do("GET", "/api/2.2/jobs/runs/get", query={"run_id": 1, "verbose": "true"}),

@@ -16,7 +16,7 @@ from rayml_assets_tests.support.compute_runs import TEST_TASKS, databricks_compu
 pytestmark = pytest.mark.contract
 
 
-def test_contract_deploy_uploads_wheel_and_task_scripts(fake, wheel):
+def test_contract_deploy_uploads_wheel_and_task_scripts(fake, pat, wheel):
     """CONTRACT: deploy puts the wheel and every task script where the compute resource looks."""
     client = deploy_mod.workspace_client_from_env("pat")
     result = deploy_mod.deploy("sit", client=client, wheel=wheel)
@@ -28,7 +28,7 @@ def test_contract_deploy_uploads_wheel_and_task_scripts(fake, wheel):
     assert fake.bad_auth == []
 
 
-def test_contract_upload_to_unity_catalog_volume(fake, wheel):
+def test_contract_upload_to_unity_catalog_volume(fake, pat, wheel):
     """CONTRACT: a /Volumes wheel dir goes through the Files API instead of the workspace API."""
     client = deploy_mod.workspace_client_from_env("pat")
     target = f"/Volumes/main/rayml/wheels/{wheel.name}"
@@ -64,7 +64,7 @@ def test_contract_a_wrong_client_secret_is_refused_without_showing_it(fake, azur
     assert fake.runs == {} and fake.auth.logins == []
 
 
-def test_contract_a_token_for_another_resource_is_not_a_login(fake, azure_sp):
+def test_contract_a_token_for_another_resource_is_not_a_login(fake, azure_sp, pat):
     """CONTRACT: only a token issued for the Azure Databricks resource opens the workspace API."""
     answer = fake.auth.token(
         f"/aad/{azure_sp.tenant_id}/oauth2/token",

@@ -358,7 +358,7 @@ def terraform_outputs(env: str) -> dict:
             for container in ("lake", "landing", "reports", "checkpoints", "mlflow")
         },
         "databricks_compute": {
-            "spark_version": "16.4.x-gpu-ml-scala2.12",
+            "spark_version": "18.0.x-gpu-ml-scala2.13",
             "gpu_node_type_id": "Standard_NC6s_v3",
             "cpu_node_type_id": "Standard_DS3_v2",
             "max_workers": 4,
@@ -368,6 +368,7 @@ def terraform_outputs(env: str) -> dict:
         "logs_ingestion_endpoint": f"https://rayml-{env}-dce-abcd.westeurope-1.ingest.monitor.azure.com",
         "data_collection_rule_immutable_id": "dcr-0123456789abcdef0123456789abcdef",
         "logs_stream_name": "Custom-RaymlLogs_CL",
+        "mlflow_experiment_name": f"/Shared/rayml-{env}/image-classifier",
         "unity_catalog": {
             "catalog": f"rayml_{env}",
             "registered_model": f"rayml_{env}.ml.image_classifier",
@@ -430,11 +431,10 @@ def test_the_generated_profile_loads_and_points_at_the_environment(env, generate
     assert profile.checkpoint_root == f"abfss://checkpoints{root}/ray_results"
     assert profile.mlflow_artifact_root == f"abfss://mlflow{root}"
     assert (profile.mlflow_tracking_uri, profile.mlflow_registry_uri) == ("databricks", "databricks-uc")
-    # Run links open the workspace's MLflow, as the checked-in profile does with DATABRICKS_HOST set.
+    # Run links open the workspace's MLflow; the registry names are Terraform's.
     assert profile.mlflow_ui_url == "https://adb-1234567890123456.7.azuredatabricks.net"
-    monkeypatch.setenv("DATABRICKS_HOST", profile.mlflow_ui_url)
-    monkeypatch.setattr(settings, "PROFILES_DIR", Path(settings.__file__).parent / "profiles")  # the checked-in one
-    assert settings.load_profile(env).mlflow_ui_url == profile.mlflow_ui_url
+    assert profile.mlflow_experiment_name == f"/Shared/rayml-{env}/image-classifier"
+    assert profile.model_name == f"rayml_{env}.ml.image_classifier"
     assert profile.compute == "databricks" and profile.taxonomy == ["0", "1", "2"]
     assert profile.sample_fraction == TRAINING[env]["sample_fraction"]
     assert profile.databricks.policy_id == "E0631F5C0D000A1B"

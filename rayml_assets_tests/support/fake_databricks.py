@@ -56,7 +56,7 @@ from rayml_assets_tests.support.fake_databricks_auth import Auth, ServicePrincip
 from rayml_assets_tests.support.fake_databricks_storage import Raw, Storage
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CLUSTER_RUNTIME_VERSION = "16.4"
+CLUSTER_RUNTIME_VERSION = "18.0"
 
 
 @dataclass

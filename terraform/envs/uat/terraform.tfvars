@@ -10,7 +10,7 @@ storage_cmk_enabled        = false
 log_retention_days         = 60
 log_daily_quota_gb         = 10
 
-spark_version           = "16.4.x-gpu-ml-scala2.12"
+spark_version           = "18.0.x-gpu-ml-scala2.13"
 gpu_node_type_ids       = ["Standard_NC6s_v3"]
 cpu_node_type_ids       = ["Standard_DS3_v2", "Standard_DS4_v2"]
 max_workers             = 4

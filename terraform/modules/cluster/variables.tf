@@ -14,12 +14,12 @@ variable "tags" {
 }
 
 variable "spark_version" {
-  description = "Databricks GPU ML runtime, e.g. 16.4.x-gpu-ml-scala2.12; CPU jobs run its -cpu-ml- build."
+  description = "Databricks GPU ML runtime, e.g. 18.0.x-gpu-ml-scala2.13 (Runtime 18 LTS ML); CPU jobs run its -cpu-ml- build."
   type        = string
 
   validation {
     condition     = can(regex("^[0-9]+\\.[0-9]+\\.x-gpu-ml-scala2\\.1[23]$", var.spark_version))
-    error_message = "spark_version must be a GPU ML runtime such as 16.4.x-gpu-ml-scala2.12."
+    error_message = "spark_version must be a GPU ML runtime such as 18.0.x-gpu-ml-scala2.13."
   }
 }
 
