@@ -27,7 +27,7 @@ DEMO_MONITORING := predictions,data_drift_report,model_drift_report
 DEMO_DAYS := 6
 DEMO_RANGE := 2026-01-01...2026-01-06
 
-.PHONY: install iac-venv dbr-venv browser demo test dev sample mlflow-ui deploy bench clean
+.PHONY: install iac-venv dbr-venv browser azurite demo test dev sample mlflow-ui deploy bench clean profiles smoke-databricks
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,17 @@ dbr-venv: $(DBR_VENV)/.installed
 browser:
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
+# Azurite, the Azure Storage emulator, for rayml_assets_tests/storage (its conftest starts azurite-blob
+# on a free loopback port with --disableTelemetry --skipApiVersionCheck and stops it after the session).
+AZURITE_VERSION := 3.37.0
+AZURITE_DIR := .azurite
+$(AZURITE_DIR)/.installed:
+	mkdir -p $(AZURITE_DIR) && echo '*' > $(AZURITE_DIR)/.gitignore
+	npm install --prefix $(AZURITE_DIR) --no-audit --no-fund --no-save --loglevel=error azurite@$(AZURITE_VERSION)
+	touch $@
+
+azurite: $(AZURITE_DIR)/.installed
+
 $(DAGSTER_HOME)/dagster.yaml: deploy/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp deploy/dagster.yaml $@
@@ -74,7 +85,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml sample
 	$(BIN)/dagster asset materialize -m rayml_assets.definitions --select '$(DEMO_MONITORING)' --partition-range '$(DEMO_RANGE)'
 	@echo "Done. Open the UI with 'make dev' to see lineage and metadata; everything is under $(RAYML_HOME)."
 
-test: install iac-venv dbr-venv browser
+test: install iac-venv dbr-venv browser azurite
 	$(BIN)/python -m pytest -q
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
@@ -85,6 +96,10 @@ mlflow-ui: install
 
 deploy: install
 	$(BIN)/python -m rayml_assets.deploy --env $(ENV)
+
+# One tiny training and one drift day on a real workspace; prints "skipped: ..." and exits 0 without credentials.
+smoke-databricks: install
+	$(BIN)/python -m rayml_assets.smoke_databricks --env $(ENV)
 
 bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

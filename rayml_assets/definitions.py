@@ -32,14 +32,17 @@ from rayml_assets.settings import Profile, load_profile, rayml_home
 
 
 def resources_for(profile: Profile) -> dict:
+    storage = profile.storage.model_dump(exclude_none=True)  # settings and variable names, never values
     return {
-        "lake_store": LakeResource(lake_root=profile.lake_root),
+        "lake_store": LakeResource(lake_root=profile.lake_root, storage=storage),
         "landing": LandingResource(
+            storage=storage,
             images_uri=profile.landing_uri,
             production_uri=profile.production_landing_uri,
             feedback_uri=profile.feedback_landing_uri,
         ),
         "workspace": WorkspaceResource(
+            storage=storage,
             reports_root=profile.reports_root,
             scratch_root=str(rayml_home() / "scratch"),
             checkpoint_root=profile.checkpoint_root,

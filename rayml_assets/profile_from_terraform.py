@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from rayml_assets.lib.common.storage_options import StorageSettings
 from rayml_assets.settings import AzureMonitorSettings, DatabricksSettings, Profile
 
 # sit trains on a sample with a small search space; prod uses everything.
@@ -47,6 +48,11 @@ REQUIRED_OUTPUTS = frozenset(
         "mlflow_experiment_name",
     }
 )
+
+
+def _account(abfss_root: str) -> str:
+    """``raymlsitlake`` of ``abfss://lake@raymlsitlake.dfs.core.windows.net/sit``."""
+    return abfss_root.split("@", 1)[1].split(".", 1)[0]
 
 
 def profile_from_outputs(env: str, outputs: dict[str, Any], taxonomy: list[str] | None = None) -> Profile:
@@ -89,6 +95,8 @@ def profile_from_outputs(env: str, outputs: dict[str, Any], taxonomy: list[str] 
             auth="azure_client_secret",
             pipes_volume_path=values["unity_catalog"]["volumes"]["pipes"],
         ),
+        # The lake and its siblings are read by delta-rs, adlfs, pyarrow and MLflow as the pipeline's principal.
+        storage=StorageSettings(auth="service_principal", account_name=_account(paths["lake"])),
         azure_monitor=AzureMonitorSettings(
             endpoint=values["logs_ingestion_endpoint"],
             rule_id=values["data_collection_rule_immutable_id"],

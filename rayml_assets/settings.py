@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rayml_assets.lib.common import secrets
+from rayml_assets.lib.common.storage_options import StorageSettings
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 DEFAULT_PROFILE = "local"
@@ -105,6 +106,9 @@ class Profile(BaseModel):
     ray_auth_token_path: str | None = None
     ray_auth_mode: Literal["token", "disabled"] | None = None
     databricks: DatabricksSettings | None = None
+    # How the lake, landings, reports, checkpoints and MLflow artifacts authenticate: the auth kind,
+    # the account and the NAMES of the variables holding credentials (lib.common.storage_options).
+    storage: StorageSettings = StorageSettings()
     azure_monitor: AzureMonitorSettings | None = None
 
     @field_validator("mlflow_ui_url")

@@ -1,4 +1,9 @@
-"""Where the platform's data lives: the Delta lake and the local working folders."""
+"""Where the platform's data lives: the Delta lake, the landings and the working folders.
+
+Each resource carries the profile's ``storage`` settings (``lib.common.storage_options``):
+the auth kind, the account and variable NAMES only; credentials are read from the
+environment when a client is made, so no secret is ever part of a resource's config.
+"""
 
 
 from pathlib import Path
@@ -9,32 +14,41 @@ from pydantic import Field
 
 from rayml_assets.lib.common import tables
 from rayml_assets.lib.common.contract import LakeSettings
+from rayml_assets.lib.common.storage_options import Options, StorageSettings, delta_options
 
 
-class LakeResource(ConfigurableResource):
-    """The Delta lake root: a local folder, or ``abfss://``/``s3://`` in the cloud profiles.
+class _StorageAccess(ConfigurableResource):
+    storage: dict[str, str] = Field(
+        default={}, description="The profile's storage settings: auth, account_name, endpoint, *_var (variable names)"
+    )
 
-    Cloud credentials are read from the environment by delta-rs itself
-    (``AZURE_CLIENT_ID``/``AZURE_CLIENT_SECRET``/``AZURE_TENANT_ID`` or a managed
-    identity), so no secret is ever part of this resource's config.
-    """
+    def storage_settings(self) -> StorageSettings:
+        return StorageSettings.model_validate(self.storage)
+
+
+class LakeResource(_StorageAccess):
+    """The Delta lake root: a local folder, or ``abfss://`` in the cloud profiles."""
 
     lake_root: str = Field(description="Root URI of the Delta tables")
 
     def uri(self, table: str) -> str:
         return tables.table_uri(self.lake_root, table)
 
+    def storage_options(self) -> Options | None:
+        """delta-rs ``storage_options`` with the credentials resolved from the environment."""
+        return delta_options(self.storage_settings())
+
     def settings(self) -> LakeSettings:
-        """The lake as task scripts receive it (``lake`` of their contract)."""
-        return LakeSettings(root=self.lake_root)
+        """The lake as task scripts receive it (``lake`` of their contract): settings, never credentials."""
+        return LakeSettings(root=self.lake_root, storage=self.storage_settings())
 
     def current_version(self, table: str) -> int | None:
         from rayml_assets.lib.common import lake  # deltalake loads where a table is read
 
-        return lake.current_version(self.uri(table))
+        return lake.current_version(self.uri(table), self.storage_options())
 
 
-class WorkspaceResource(ConfigurableResource):
+class WorkspaceResource(_StorageAccess):
     """Folders for reports, scratch work (fastdup) and Ray checkpoints."""
 
     reports_root: str = Field(description="Where HTML/PNG reports are written")
@@ -46,10 +60,10 @@ class WorkspaceResource(ConfigurableResource):
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def report_dir(self, *parts: str) -> Path:
-        path = Path(self.reports_root.removeprefix("file://"), *parts)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    def report_dir(self, *parts: str) -> str:
+        """The URI of a report folder under ``reports_root`` (a local folder or any fsspec URI).
+        Object stores have no folders: writers create what they write (``lib.common.report_files``)."""
+        return "/".join([self.reports_root.rstrip("/"), *parts])
 
 
 class DatasetPolicy(ConfigurableResource):
@@ -63,7 +77,7 @@ class DatasetPolicy(ConfigurableResource):
     max_excluded_share: float = Field(0.2, description="Cleaning may exclude at most this share of the images")
 
 
-class LandingResource(ConfigurableResource):
+class LandingResource(_StorageAccess):
     """Landing locations that users and upstream systems drop files into."""
 
     images_uri: str = Field(description="Labelled training images: <label>/<file> folder or uri,label manifest CSV")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import dagster._core.pipes.utils as pipes_utils
@@ -15,6 +16,7 @@ from rayml_assets.resources.databricks_compute import workspace_tasks_dir
 from rayml_assets.settings import load_profile
 from rayml_assets_tests.support.compute_runs import DATABRICKS_TEST_TASKS, TEST_TASKS
 from rayml_assets_tests.support.fake_databricks import FakeDatabricks
+from rayml_assets_tests.support.fake_databricks_envs import DriverEnvs
 
 
 @pytest.fixture(scope="session")
@@ -23,24 +25,37 @@ def wheel(tmp_path_factory):
     return deploy_mod.build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
-@pytest.fixture
-def fake(tmp_path, monkeypatch):
+@pytest.fixture(scope="session")
+def driver_envs(tmp_path_factory):
+    """The emulated drivers' Pythons, one per deployed wheel, shared by the session's fakes."""
+    return DriverEnvs(tmp_path_factory.mktemp("driver_envs"))
+
+
+@contextmanager
+def fake_workspace(root, driver_envs: DriverEnvs, mp: pytest.MonkeyPatch):
     """The fake workspace, logged in as the cloud profiles are (``auth: azure_client_secret``:
     the pipeline service principal's OAuth client credentials against the fake's Entra ID);
-    a test fails on any contract violation."""
+    fails on any contract violation when it closes."""
     # the Pipes reader waits this long for a closed message that a cancelled run never sends
-    monkeypatch.setattr(pipes_utils, "WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 1)
-    with FakeDatabricks(tmp_path / "workspace") as server:
-        monkeypatch.setenv("DATABRICKS_HOST", server.url)
-        monkeypatch.delenv("DATABRICKS_TOKEN", raising=False)  # the SDK refuses two logins at once
+    mp.setattr(pipes_utils, "WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 1)
+    with FakeDatabricks(root, driver_envs) as server:
+        mp.setenv("DATABRICKS_HOST", server.url)
+        mp.delenv("DATABRICKS_TOKEN", raising=False)  # the SDK refuses two logins at once
         principal = server.auth.principal
-        monkeypatch.setenv("AZURE_CLIENT_ID", principal.client_id)
-        monkeypatch.setenv("AZURE_CLIENT_SECRET", principal.client_secret)
-        monkeypatch.setenv("AZURE_TENANT_ID", principal.tenant_id)
+        mp.setenv("AZURE_CLIENT_ID", principal.client_id)
+        mp.setenv("AZURE_CLIENT_SECRET", principal.client_secret)
+        mp.setenv("AZURE_TENANT_ID", principal.tenant_id)
         # 127.0.0.1 is in no Azure DNS zone: name the Azure cloud whose Entra ID is the fake.
-        monkeypatch.setattr(Config, "databricks_environment", server.auth.azure_environment())
+        mp.setattr(Config, "databricks_environment", server.auth.azure_environment())
         yield server
     assert server.violations == [], "requests the real Databricks API refuses"
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch, driver_envs):
+    """A fake workspace per test (:func:`fake_workspace`); a test fails on any contract violation."""
+    with fake_workspace(tmp_path / "workspace", driver_envs, monkeypatch) as server:
+        yield server
 
 
 @pytest.fixture

@@ -44,7 +44,8 @@ def test_contract_submit_poll_success_returns_metadata_and_logs(fake, deployed, 
     assert meta["on_databricks"] is True
     assert meta["rayml_profile"] == "sit"
     assert meta["secret_in_env"] is False
-    assert meta["ray_address"] == "127.0.0.1:6379"  # Ray on Spark's address
+    # Ray on Spark's address: the emulated driver's stand-in head on this machine
+    assert meta["ray_address"] != "None" and f"Ray on Spark started at {meta['ray_address']}" in text
     # runtime keys consumed; the script sees its own extras and the effective extras["ray"]
     assert meta["extras_keys"] == "echo,ray"
     assert meta["Databricks Job Run URL"] == f"{fake.url}/#job/0/run/{run.run_id}"

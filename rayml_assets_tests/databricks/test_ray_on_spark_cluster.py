@@ -73,7 +73,7 @@ def task_cluster(compute):
         _reload_ray_auth()
 
 
-def test_a_trial_trains_on_ray_on_spark_with_the_task_clusters_auth(compute, task_cluster, tmp_path, capfd):
+def test_two_ddp_trials_train_on_ray_on_spark_with_the_task_clusters_auth(compute, task_cluster, tmp_path, capfd):
     assert task_cluster["RAY_AUTH_MODE"] == "token" and task_cluster["RAY_AUTH_TOKEN"] == SECRET_SCOPE["rayml-sit/ray-auth-token"]
     assert "{{secrets/rayml-sit/ray-auth-token}}" in compute.spark_env_vars().values()  # the request holds a reference only
     uri, version = write_digits_table(str(tmp_path / "lake"), n=200, image_size=16)
@@ -85,14 +85,16 @@ def test_a_trial_trains_on_ray_on_spark_with_the_task_clusters_auth(compute, tas
             nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
             assert len(nodes) >= 2, "a Ray head on the driver and a Ray worker node in a Spark executor"
             config = TuningConfig(
-                search_space={"lr": 0.1, "batch_size": 32}, max_epochs=1, image_size=16, channels=1,
-                num_workers=1, cpus_per_worker=1, trainer_cpus=0, scheduler={"type": "fifo"},
-            )
+                search_space={"lr": {"grid": [0.05, 0.1]}, "batch_size": 32}, max_epochs=1, image_size=16,
+                channels=1, num_workers=2, cpus_per_worker=1, trainer_cpus=0, scheduler={"type": "fifo"},
+            )  # 2 trials, each a 2-worker DDP run, through the normal training code
             result = run_tuning(config, table_uri=uri, version=version, storage_path=str(tmp_path / "ray_results"))
         finally:
             ray.shutdown()
-    [trial] = result.trials
-    assert result.num_errored == 0 and trial.last_epoch == 1 and trial.best_checkpoint_path
-    assert set(trial.worker_nodes) <= set(nodes)
+    assert len(result.trials) == 2 and result.num_errored == 0
+    for trial in result.trials:
+        assert trial.last_epoch == 1 and trial.best_checkpoint_path
+        assert trial.best_checkpoint_metrics["world_size"] == 2  # a 2-rank DDP run
+        assert set(trial.worker_nodes) <= set(nodes)
     out, err = capfd.readouterr()
     assert SECRET_SCOPE["rayml-sit/ray-auth-token"] not in out + err

@@ -148,3 +148,44 @@ def test_task_modules_run_in_the_runtime_venv(python312, wheel):
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
     assert {"torch", "mlflow", "deltalake", "dagster_pipes"} <= loaded
     assert not loaded & {"dagster", "pyspark", "fastdup"}, loaded & {"dagster", "pyspark", "fastdup"}
+
+
+def test_a_task_script_runs_through_pipes_on_the_runtime(python312, wheel, tmp_path):
+    """End to end across the two sets: Dagster (the orchestrator's Python) runs the drift task's
+    predictions step in .venv-dbr (Python 3.12, MLflow 3.8.1) through Pipes. The champion was
+    logged by the orchestrator's MLflow 3 and is loaded by the runtime's; the day's predictions
+    land in a Delta table that the orchestrator reads back."""
+    from dagster import DailyPartitionsDefinition, PipesSubprocessClient, asset, materialize
+
+    from rayml_assets import sample_stream
+    from rayml_assets.lib.common import lake
+    from rayml_assets.lib.common.contract import LakeSettings
+    from rayml_assets.lib.monitoring.contract import DriftTaskParams, PredictStep
+    from rayml_assets_tests.support.monitoring_support import champion_params, saved_model_uri, shared_champion
+
+    test_task_modules_run_in_the_runtime_venv(python312, wheel)  # the wheel in .venv-dbr, its imports checked
+    _, champion = shared_champion()
+    production = str(tmp_path / "production")
+    (day,) = sample_stream.write_stream(production, str(tmp_path / "feedback"), days=1, start="2026-01-01", per_day=40)
+    params = DriftTaskParams(
+        step=PredictStep(production_root=production),
+        dates=[day.date],
+        lake=LakeSettings(root=str(tmp_path / "lake")),
+        **champion_params(champion, saved_model_uri()),
+    )
+
+    @asset(partitions_def=DailyPartitionsDefinition(start_date="2026-01-01"), required_resource_keys={"pipes"})
+    def predictions(context):
+        return context.resources.pipes.run(
+            command=[str(DBR_VENV / "bin" / "python"), "-m", "rayml_assets.lib.monitoring.drift_task"],
+            context=context,
+            extras=params.to_extras(),
+            cwd="/",  # the installed wheel imports, not this checkout
+        ).get_materialize_result()
+
+    result = materialize([predictions], resources={"pipes": PipesSubprocessClient()}, partition_key=day.date)
+    assert result.success
+    metadata = result.asset_materializations_for_node("predictions")[0].metadata
+    assert metadata["dagster/row_count"].value == 40
+    table = lake.open_table(params.lake.table_uri(lake.PREDICTIONS)).to_pyarrow_table()
+    assert table.num_rows == 40 and set(table.column("model_version").to_pylist()) == {champion.model_version}

@@ -76,3 +76,4 @@ def test_the_checked_in_profile_submits_policy_clusters_from_the_pool(env, monke
     assert profile.mlflow_experiment_name == outputs["mlflow_experiment_name"]
     assert profile.model_name == outputs["unity_catalog"]["registered_model"]
     assert profile.lake_root == outputs["storage_paths"]["lake"]
+    assert (profile.storage.auth, profile.storage.account_name) == ("service_principal", f"rayml{env}lake")

@@ -20,7 +20,8 @@ where the client swallows the error (the Pipes readers ignore every ``OSError``)
 
 Endpoints: Jobs 2.2 ``runs/submit|get|cancel|get-output``; DBFS 2.0; Workspace 2.0
 ``mkdirs`` and ``import``; the Files API. A submitted ``spark_python_task`` is "run" by
-starting ``fake_databricks_driver`` (an emulated driver) on the uploaded script: on a task
+starting ``fake_databricks_driver`` (an emulated driver) on the uploaded script, in a Python
+with the run's wheels installed and not the repository (``fake_databricks_envs``): on a task
 cluster with its ``spark_env_vars``, on serverless with nothing but its CLI parameters.
 The run goes PENDING -> RUNNING -> TERMINATING -> TERMINATED with SUCCESS, FAILED (the
 script's stderr becomes ``runs/get-output``'s error and trace) or CANCELED.
@@ -35,7 +36,6 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -53,9 +53,9 @@ from rayml_assets_tests.support.fake_databricks_api import (
     parse_request,
 )
 from rayml_assets_tests.support.fake_databricks_auth import Auth, ServicePrincipal, TokenError
+from rayml_assets_tests.support.fake_databricks_envs import DriverEnvs
 from rayml_assets_tests.support.fake_databricks_storage import Raw, Storage
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_RUNTIME_VERSION = "18.0"
 
 
@@ -87,12 +87,14 @@ class FakeDatabricks(Storage):
     def __init__(
         self,
         root: Path,
+        driver_envs: DriverEnvs,
         token: str = "dapi-contract-test",
         hang: bool = False,
         principal: ServicePrincipal = ServicePrincipal(),
     ):
         super().__init__(root)
         self.root = root
+        self.driver_envs = driver_envs
         self.token = token
         self.hang = hang  # runs stay RUNNING until cancelled
         self.ray_log = root / "ray_on_spark.jsonl"
@@ -158,11 +160,15 @@ class FakeDatabricks(Storage):
                 return {**run.output, "metadata": {"run_id": run.task_run_id}}
         raise not_found(f"task run {a['run_id']}")
 
-    def _missing_dependency(self, run: FakeRun) -> str | None:
+    def _wheels(self, run: FakeRun) -> list[str]:
+        """The workspace paths of the wheels the run installs: the task's libraries, the serverless environment's dependencies."""
         wheels = [lib["whl"] for lib in run.task.get("libraries", []) if "whl" in lib]
         for env in run.submission.get("environments", []):
             wheels += env.get("spec", {}).get("dependencies", [])
-        for whl in wheels:
+        return wheels
+
+    def _missing_dependency(self, run: FakeRun) -> str | None:
+        for whl in self._wheels(run):
             if not self.workspace(whl).is_file():
                 return f"Library installation failed: {whl} not found"
         return None
@@ -179,7 +185,6 @@ class FakeDatabricks(Storage):
             FAKE_DBFS_ROOT=str(self.dbfs_root),
             FAKE_VOLUMES_ROOT=str(self.volumes_root),
             FAKE_RAY_LOG=str(self.ray_log),
-            PYTHONPATH=str(REPO_ROOT),
         )
         return env
 
@@ -197,9 +202,9 @@ class FakeDatabricks(Storage):
             return
         spark_task = run.task["spark_python_task"]
         script = self.workspace(spark_task["python_file"])
-        cmd = [sys.executable, "-m", "rayml_assets_tests.support.fake_databricks_driver", str(script)]
+        driver = self.driver_envs.command([self.workspace(whl) for whl in self._wheels(run)])
         run.process = subprocess.Popen(
-            [*cmd, *spark_task.get("parameters", [])],
+            [*driver, str(script), *spark_task.get("parameters", [])],
             env=self._driver_env(run),
             cwd=self.root,
             stdout=subprocess.PIPE,

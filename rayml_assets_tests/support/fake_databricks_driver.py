@@ -15,8 +15,13 @@ swapping the three things only a real cluster has:
   their calls to ``FAKE_RAY_LOG``, so a test can see how Ray on Spark was asked for (a
   stub ``ray.util.spark`` module: a driver here has no Spark for Ray to start on; the
   recorded kwargs go through Ray's own argument checks in the test process, see
-  ``real_ray_on_spark_check`` in rayml_assets_tests/databricks/conftest.py).
+  ``real_ray_on_spark_check`` in rayml_assets_tests/databricks/conftest.py). In place of
+  the Spark workers, setup starts a real Ray head on this machine (``ray.cluster_utils.Cluster``,
+  this machine's CPUs, the run's ``RAY_AUTH_MODE``) and returns its GCS address, so a task
+  joins a Ray cluster by address as it does on Databricks; shutdown stops that head. What
+  is not emulated: Ray nodes in Spark executors, their sizing and their start time.
 
+It runs in the Python of the fake's ``DriverEnvs``: ``rayml_assets`` is the run's wheel.
 Everything else -- the script, ``rayml_assets.lib.common.pipes_runtime``, the real dagster_pipes
 loaders and writers -- runs unchanged.
 """
@@ -26,7 +31,9 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import shutil
 import sys
+import tempfile
 import types
 from contextlib import contextmanager
 
@@ -74,9 +81,27 @@ def _record(event: str, **kwargs) -> None:
         f.write(json.dumps({"event": event, **kwargs}) + "\n")
 
 
+_heads = []
+
+
 def _setup_ray_cluster(**kwargs):
     _record("setup", **kwargs)
-    return "127.0.0.1:6379", "ray://127.0.0.1:10001"
+    from ray.cluster_utils import Cluster
+
+    # A short temp dir: Ray's socket paths must fit in 107 bytes, and /tmp/ray is shared with other Rays.
+    head_args = {"num_cpus": max(2, os.cpu_count() or 1), "include_dashboard": False, "temp_dir": tempfile.mkdtemp(prefix="rfd")}
+    _heads.append((Cluster(initialize_head=True, head_node_args=head_args), head_args["temp_dir"]))
+    return _heads[-1][0].address, None
+
+
+def _shutdown_ray_cluster():
+    _record("shutdown")
+    import ray
+
+    ray.shutdown()
+    head, temp_dir = _heads.pop()
+    head.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 (
@@ -95,9 +120,8 @@ dagster_pipes.PipesStdioLogWriterChannel.WAIT_FOR_TEE_SECONDS = 0.2
 dagster_pipes.PipesDefaultLogWriter.__init__.__defaults__ = (0.2,)
 ray_spark = types.ModuleType("ray.util.spark")
 ray_spark.setup_ray_cluster = _setup_ray_cluster
-ray_spark.shutdown_ray_cluster = lambda: _record("shutdown")
-for name in ("ray", "ray.util"):
-    sys.modules.setdefault(name, types.ModuleType(name))
+ray_spark.shutdown_ray_cluster = _shutdown_ray_cluster
+# Imports of ray.util.spark take it from sys.modules; ray and ray.util stay the real ones.
 sys.modules["ray.util.spark"] = ray_spark
 
 if __name__ == "__main__":

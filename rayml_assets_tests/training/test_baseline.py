@@ -22,7 +22,7 @@ from rayml_assets.lib.training import baseline as baseline_module
 from rayml_assets.lib.training.baseline import LOGREG, SVC_RBF, features, fit_baseline, quotas, sample_train_ids
 from rayml_assets.lib.training.delta_stream import DataSpec, DeltaImageStream, discover_labels
 from rayml_assets.lib.training.models import build_model
-from rayml_assets.lib.training.tracking import ensure_experiment, log_model
+from rayml_assets.lib.training.tracking import log_model
 from rayml_assets_tests.support.training_fixtures import digits_table, write_digits_table
 
 
@@ -146,7 +146,7 @@ def test_a_model_worse_than_the_baseline_never_becomes_champion(profile, instanc
     spec = _spec(uri, version, 16)
     resources = resources_for(profile)
     settings = resources["mlflow_store"].settings()
-    run_id = settings.client().create_run(ensure_experiment(settings)).info.run_id
+    run_id = settings.client().create_run(settings.ensure_experiment()).info.run_id
     torch.manual_seed(0)
     untrained = build_model("small_cnn", len(spec.class_labels), 1).eval()
     meta = {"model": "small_cnn", "class_labels": list(spec.class_labels), "channels": 1, "image_size": 16,

@@ -33,7 +33,7 @@ from rayml_assets.lib.training.promotion import (
     should_promote,
 )
 from rayml_assets.lib.training.registry import register_challenger
-from rayml_assets.lib.training.tracking import ensure_experiment, load_logged_model, log_model
+from rayml_assets.lib.training.tracking import load_logged_model, log_model
 from rayml_assets_tests.support.training_fixtures import write_digits_table
 
 MODEL = "digits-classifier"
@@ -163,7 +163,7 @@ def flow():
         spec = DataSpec(uri, version, discover_labels(uri, version), 16, 1)
         settings = MlflowSettings.local(work / "home", experiment_name="test-registry")
         client = settings.client()
-        experiment_id = ensure_experiment(settings)
+        experiment_id = settings.ensure_experiment()
         meta = {
             "model": "small_cnn",
             "class_labels": list(spec.class_labels),

@@ -34,6 +34,7 @@ from dagster import (
 )
 
 from rayml_assets.defs.common.partitions import DAILY
+from rayml_assets.lib.common.storage_options import StorageSettings
 from rayml_assets.lib.common.watch import DEFAULT_LIMIT, DEFAULT_SETTLE_S, FileSet, poll, tree_for
 
 INTERVAL_S = int(os.environ.get("RAYML_SENSOR_INTERVAL_SECONDS", "30"))
@@ -89,13 +90,14 @@ def file_sensor(
     make_request: MakeRequest,
     landing: AssetKey,
     run_reads_everything: bool = False,
+    storage: StorageSettings | None = None,
 ) -> SensorResult:
     """``landing`` is the external asset the tick's findings are observed on. ``run_reads_everything``:
     a run covers every file there is, not only those found, so it need not wait until the watcher has
     caught up with a long re-read of a big folder."""
     state = json.loads(context.cursor) if context.cursor else {}
     found = poll(
-        tree_for(uri),
+        tree_for(uri, storage),
         state.get("watch"),
         limit=env_number("RAYML_SENSOR_LIMIT", DEFAULT_LIMIT, int),
         settle_s=env_number("RAYML_SENSOR_SETTLE_SECONDS", DEFAULT_SETTLE_S),

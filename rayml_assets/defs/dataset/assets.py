@@ -76,9 +76,12 @@ def raw_images(
         **({"workers": config.workers} if config.workers else {}),
         **({"max_file_bytes": config.max_file_bytes} if config.max_file_bytes else {}),
         **({"batch_bytes": config.batch_bytes} if config.batch_bytes else {}),
+        storage=landing.storage_settings(),
     )
     context.log.info(f"ingesting {landing_uri} into {lake_store.uri(tables.RAW_IMAGES)} with {policy.workers} workers")
-    result = ingest(landing_uri, lake_store.lake_root, policy, batch_id=context.run_id[:12])
+    result = ingest(
+        landing_uri, lake_store.lake_root, policy, batch_id=context.run_id[:12], storage_options=lake_store.storage_options()
+    )
     context.log.info(
         f"{result.files_seen} files: {result.rows_added} new images, {result.already_present} already present, "
         f"{sum(result.quarantined.values())} quarantined, {result.relabeled} relabeled, "
@@ -222,11 +225,15 @@ def cleaned_images(
         val_fraction=dataset_policy.val_fraction,
         test_fraction=dataset_policy.test_fraction,
         commit_tags={"rayml.dagster_run_id": context.run_id},
+        storage_options=lake_store.storage_options(),
     )
-    report_dir = workspace.report_dir("cleaning", f"v{result.delta_version}")
+    report_dir, storage = workspace.report_dir("cleaning", f"v{result.delta_version}"), workspace.storage_settings()
     captions = [(f"{reason}\nlabel {label} · {image_id[:8]}", data) for image_id, label, reason, data in result.excluded_examples]
-    gallery = png_grid(captions, report_dir / "excluded.png", title=f"Excluded by cleaning (raw v{raw_version})") if captions else None
-    page = html_gallery(captions, report_dir / "excluded.html", title=f"cleaned_images v{result.delta_version}: excluded examples")
+    title = f"Excluded by cleaning (raw v{raw_version})"
+    gallery = png_grid(captions, f"{report_dir}/excluded.png", title=title, storage=storage) if captions else None
+    page = html_gallery(
+        captions, f"{report_dir}/excluded.html", f"cleaned_images v{result.delta_version}: excluded examples", storage
+    )
     excluded = result.total - result.kept
     context.log.info(f"kept {result.kept}/{result.total}; excluded {dict(result.reasons)}")
     metadata = {
@@ -240,16 +247,17 @@ def cleaned_images(
         "excluded_share": round(excluded / max(result.total, 1), 4),
         "excluded_by_reason": markdown_table(dict(sorted(result.reasons.items())), "reason", "images"),
         "kept_by_split": markdown_table(dict(sorted(result.splits.items())), "split", "images"),
-        "excluded_gallery_html": MetadataValue.path(str(page)),
+        "excluded_gallery_html": MetadataValue.path(page),
         "cleaning_backend": config.backend,
         "content_hash": result.content_hash,
     }
     taxonomy, taxonomy_check = taxonomy_record(context, sorted(result.labels), fixed=bool(dataset_policy.taxonomy))
     metadata.update(taxonomy)
     if gallery:
-        metadata["excluded_gallery_png"] = MetadataValue.path(str(gallery))
-        strips = reason_strips([(reason, data) for _, _, reason, data in result.excluded_examples], report_dir / "by_reason.png")
-        metadata["preview"] = MetadataValue.md(read_preview(str(strips), "excluded images, by reason"))
+        metadata["excluded_gallery_png"] = MetadataValue.path(gallery)
+        examples = [(reason, data) for _, _, reason, data in result.excluded_examples]
+        strips = reason_strips(examples, f"{report_dir}/by_reason.png", storage=storage)
+        metadata["preview"] = MetadataValue.md(read_preview(strips, "excluded images, by reason", storage))
     return MaterializeResult(
         metadata=metadata, data_version=DataVersion(result.content_hash), check_results=[taxonomy_check]
     )

@@ -23,25 +23,25 @@ def _table_checks():
     return table_checks
 
 
-def _duplicate_ids(uri: str, version: int) -> int:
-    return _table_checks().duplicate_ids(uri, version)
+def _duplicate_ids(lake_store: LakeResource, table: str, version: int) -> int:
+    return _table_checks().duplicate_ids(lake_store.uri(table), version, lake_store.storage_options())
 
 
 @asset_check(asset=raw_images, description="image_id (sha256 of the bytes) is unique")
 def raw_images_unique_ids(context: AssetCheckExecutionContext, lake_store: LakeResource) -> AssetCheckResult:
-    duplicates = _duplicate_ids(lake_store.uri(tables.RAW_IMAGES), pinned_version(context, raw_images.key))
+    duplicates = _duplicate_ids(lake_store, tables.RAW_IMAGES, pinned_version(context, raw_images.key))
     return AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_ids": duplicates})
 
 
 @asset_check(asset=cleaned_images, description="image_id is unique in the cleaned version")
 def cleaned_images_unique_ids(context: AssetCheckExecutionContext, lake_store: LakeResource) -> AssetCheckResult:
-    duplicates = _duplicate_ids(lake_store.uri(tables.CLEANED_IMAGES), pinned_version(context, cleaned_images.key))
+    duplicates = _duplicate_ids(lake_store, tables.CLEANED_IMAGES, pinned_version(context, cleaned_images.key))
     return AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_ids": duplicates})
 
 
 def _kept(lake_store: LakeResource, context) -> tuple[int, list[dict]]:
     version = pinned_version(context, cleaned_images.key)
-    return version, _table_checks().cleaned_rows(lake_store.uri(tables.CLEANED_IMAGES), version)
+    return version, _table_checks().cleaned_rows(lake_store.uri(tables.CLEANED_IMAGES), version, lake_store.storage_options())
 
 
 @asset_check(asset=cleaned_images, description="Every label is in the configured taxonomy")
@@ -120,7 +120,7 @@ def excluded_share_within_limit(
 def no_split_migration(context: AssetCheckExecutionContext, lake_store: LakeResource) -> AssetCheckResult:
     version = pinned_version(context, cleaned_images.key)
     compared, migrated = _table_checks().split_migrations(
-        lake_store.uri(tables.CLEANED_IMAGES), version, SPLIT_HISTORY_VERSIONS
+        lake_store.uri(tables.CLEANED_IMAGES), version, SPLIT_HISTORY_VERSIONS, storage_options=lake_store.storage_options()
     )
     return AssetCheckResult(
         passed=not migrated,

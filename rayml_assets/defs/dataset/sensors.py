@@ -25,6 +25,7 @@ def landing_sensor(context: SensorEvaluationContext, landing: LandingResource) -
         lambda _, files: RunRequest(run_key=f"landing:{files.key}", tags=file_tags(files)),
         keys.IMAGE_LANDING,
         run_reads_everything=True,  # raw_images ingests the whole landing
+        storage=landing.storage_settings(),
     )
 
 

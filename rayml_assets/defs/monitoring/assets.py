@@ -180,5 +180,6 @@ def shap_report(
         mlflow=mlflow_store.settings(),
         reports_root=workspace.reports_root,
         explain=ExplainConfig(per_class=config.per_class, top_misclassified=config.top_misclassified),
+        storage=workspace.storage_settings(),
     )
     return compute.run(context, task="explain", extras=params.to_extras()).get_materialize_result()

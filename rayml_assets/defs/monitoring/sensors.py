@@ -53,6 +53,7 @@ def production_sensor(context: SensorEvaluationContext, landing: LandingResource
         production_job.name,
         lambda day, files: RunRequest(run_key=f"production:{day}:{files.key}", partition_key=day, tags=file_tags(files)),
         keys.PRODUCTION_LANDING,
+        storage=landing.storage_settings(),
     )
 
 
@@ -76,7 +77,8 @@ def _feedback_request(context: SensorEvaluationContext) -> MakeRequest:
 )
 def feedback_sensor(context: SensorEvaluationContext, landing: LandingResource) -> SensorResult:
     return file_sensor(
-        context, landing.feedback_uri, feedback_day, feedback_job.name, _feedback_request(context), keys.FEEDBACK_LANDING
+        context, landing.feedback_uri, feedback_day, feedback_job.name, _feedback_request(context), keys.FEEDBACK_LANDING,
+        storage=landing.storage_settings(),
     )
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from rayml_assets.lib.common.links import mlflow_artifacts_url, mlflow_run_url
+from rayml_assets.lib.common.storage_options import StorageSettings, delta_options
 from rayml_assets.lib.common.tables import table_uri
 
 if TYPE_CHECKING:  # mlflow loads only where a client is made
@@ -67,6 +68,14 @@ class MlflowSettings(Contract):
 
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri or self.tracking_uri)
 
+    def ensure_experiment(self) -> str:
+        """The id of ``experiment_name``, created (at ``artifact_location``) when missing."""
+        client = self.client()
+        experiment = client.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return client.create_experiment(self.experiment_name, artifact_location=self.artifact_location)
+
     def run_url(self, experiment_id: str, run_id: str) -> str | None:
         """The run's page in the UI (``None`` without ``ui_url``); see ``lib.common.links``."""
         return mlflow_run_url(self.ui_url, self.tracking_uri, experiment_id, run_id)
@@ -77,15 +86,24 @@ class MlflowSettings(Contract):
 
 
 class LakeSettings(Contract):
-    """Where the Delta tables are. ``storage_options`` are delta-rs options without secrets
-    (credentials come from the environment or a managed identity; ``compute.check_no_secrets``
-    refuses a secret-named key before anything is sent)."""
+    """Where the Delta tables are. ``storage`` says how to authenticate (variable names, no values);
+    ``storage_options`` are further delta-rs options without secrets (``compute.check_no_secrets``
+    refuses a secret-named key before anything is sent). The task side resolves both with
+    :meth:`delta_options`, reading credentials from its own environment."""
 
     root: str
+    storage: StorageSettings | None = None
     storage_options: dict[str, str] | None = None
 
     def table_uri(self, table: str) -> str:
         return table_uri(self.root, table)
+
+    def delta_options(self) -> dict[str, str] | None:
+        resolved = delta_options(self.storage)
+        if resolved is None or not self.storage_options:
+            return resolved or self.storage_options
+        resolved.update(self.storage_options)
+        return resolved
 
 
 class RaySettings(Contract):

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # fsspec loads at the first listing, not with the code location's sensors
     import fsspec
 
+    from rayml_assets.lib.common.storage_options import StorageSettings
+
 # A landing URI ending in this names a ``uri,label`` manifest, not a folder.
 MANIFEST_SUFFIX = ".csv"
 
@@ -33,11 +35,11 @@ SETTLE_S = 2.0
 _STAMP_KEYS = ("mtime", "last_modified", "LastModified")
 
 
-def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem of ``uri`` and the path on it, without a trailing slash."""
-    from fsspec.core import url_to_fs
+def filesystem(uri: str, storage: StorageSettings | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem of ``uri`` (with ``storage``'s credentials on Azure) and the path on it, without a trailing slash."""
+    from rayml_assets.lib.common import storage_options
 
-    fs, path = url_to_fs(uri)
+    fs, path = storage_options.filesystem(uri, storage)
     return fs, path.rstrip("/")
 
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rayml_assets.lib.common.storage_options import StorageSettings
 
 MAX_SIDE = 560
 MAX_PREVIEW_BYTES = 48 * 1024  # of PNG; its base64 in the metadata is a third more
@@ -42,14 +46,14 @@ def preview_markdown(data: bytes, title: str, full_size: str | None = None) -> s
     return f"**{title}**\n\n![{title}](data:image/png;base64,{encoded}){caption}"
 
 
-def read_preview(uri: str, title: str) -> str:
+def read_preview(uri: str, title: str, storage: StorageSettings | None = None) -> str:
     """:func:`preview_markdown` of the picture at ``uri`` (a path or any fsspec URI)."""
     from rayml_assets.lib.common.listing import filesystem
 
-    fs, path = filesystem(uri)
+    fs, path = filesystem(uri, storage)
     return preview_markdown(fs.cat_file(path), title, uri)
 
 
-def plots_preview(plots: dict[str, str]) -> str:
+def plots_preview(plots: dict[str, str], storage: StorageSettings | None = None) -> str:
     """One Markdown block showing every plot of a report (name -> URI), in the given order."""
-    return "\n\n".join(read_preview(uri, name.replace("_", " ")) for name, uri in plots.items())
+    return "\n\n".join(read_preview(uri, name.replace("_", " "), storage) for name, uri in plots.items())

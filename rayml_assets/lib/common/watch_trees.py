@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rayml_assets.lib.common.listing import (
     MANIFEST_SUFFIX,
@@ -28,6 +28,9 @@ from rayml_assets.lib.common.listing import (
     raw_stamp,
     visible,
 )
+
+if TYPE_CHECKING:
+    from rayml_assets.lib.common.storage_options import StorageSettings
 
 _NS = 1_000_000_000
 
@@ -159,8 +162,8 @@ def _to_ns(value) -> int:
 class FsspecTree:
     """Any fsspec store (abfss://, s3://). Object stores have no folder stamps, so ``stamp`` is None."""
 
-    def __init__(self, uri: str):
-        self.fs, self.root = filesystem(uri)
+    def __init__(self, uri: str, storage: StorageSettings | None = None):
+        self.fs, self.root = filesystem(uri, storage)
 
     def _path(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root
@@ -194,9 +197,9 @@ class FsspecTree:
         return out, start + limit >= len(names)
 
 
-def tree_for(uri: str) -> Tree:
+def tree_for(uri: str, storage: StorageSettings | None = None) -> Tree:
     """The tree to watch for a landing URI; a manifest CSV landing watches the manifest's folder."""
     if uri.endswith(MANIFEST_SUFFIX):
         uri = uri.rsplit("/", 1)[0]
-    fs, root = filesystem(uri)
-    return LocalTree(root) if is_local(fs) else FsspecTree(uri)
+    fs, root = filesystem(uri, storage)
+    return LocalTree(root) if is_local(fs) else FsspecTree(uri, storage)

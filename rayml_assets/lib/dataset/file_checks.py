@@ -29,6 +29,7 @@ from rayml_assets.lib.common.images import (
     validate_image,
 )
 from rayml_assets.lib.dataset import pool_hygiene
+from rayml_assets.lib.common.storage_options import StorageSettings
 from rayml_assets.lib.dataset.landing import FileTooLarge, LandedFile, NotARegularFile, read_bytes
 
 # Below this many new files a process pool costs more than it saves.
@@ -53,6 +54,8 @@ class IngestPolicy:
     # Files are checked and committed in batches of about this many bytes (by their listed size),
     # so an ingest's memory does not grow with the landing; each batch is its own commits.
     batch_bytes: int = DEFAULT_BATCH_BYTES
+    # How the landing authenticates (variable names only): it reaches the pool workers with the policy.
+    storage: StorageSettings | None = None
 
     def fingerprint(self) -> str:
         """Identity of what decides a rejection: when it changes, every rejected file is checked again."""
@@ -97,10 +100,10 @@ class ReadRejected(ImageRejected):
         self.size = size
 
 
-def read_checked(uri: str, max_bytes: int | None = None) -> bytes:
+def read_checked(uri: str, max_bytes: int | None = None, storage: StorageSettings | None = None) -> bytes:
     """``landing.read_bytes``, its failures told apart as ``ReadRejected`` reasons (shared with prediction)."""
     try:
-        return read_bytes(uri, max_bytes)
+        return read_bytes(uri, max_bytes, storage)
     except FileTooLarge as exc:
         raise ReadRejected(RejectReason.TOO_LARGE, str(exc), exc.size) from exc
     except NotARegularFile as exc:
@@ -141,7 +144,7 @@ def check_file(item: LandedFile) -> tuple[str, dict]:
     if (problem := label_problem(item.label)) is not None:
         return _reject(item, RejectReason.INVALID_LABEL, problem, None)
     try:
-        data = read_checked(item.source_uri, _POLICY.max_file_bytes)
+        data = read_checked(item.source_uri, _POLICY.max_file_bytes, _POLICY.storage)
     except ReadRejected as exc:
         return _reject(item, exc.reason, exc.detail, None, exc.size)
     image_id = sha256_hex(data)

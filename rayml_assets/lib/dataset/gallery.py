@@ -1,12 +1,13 @@
-"""Image galleries a person opens from the Dagster UI: a PNG grid and a self-contained HTML page."""
+"""Image galleries a person opens from the Dagster UI: a PNG grid and a self-contained HTML page.
+
+Each is written to a URI (a local path or any fsspec URI) through ``storage_options.write_bytes``.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -14,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from rayml_assets.lib.common.images import load_image  # noqa: E402
+from rayml_assets.lib.common.storage_options import StorageSettings, write_bytes  # noqa: E402
 
 
 def _pixels(data: bytes) -> Image.Image:
@@ -21,7 +23,16 @@ def _pixels(data: bytes) -> Image.Image:
     return load_image(data, allowed_formats=None, max_pixels=None)[0]
 
 
-def png_grid(items: list[tuple[str, bytes]], path: Path, columns: int = 6, title: str = "") -> Path:
+def _save_png(fig, uri: str, dpi: int, storage: StorageSettings | None) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return write_bytes(uri, buf.getvalue(), storage)
+
+
+def png_grid(
+    items: list[tuple[str, bytes]], uri: str, columns: int = 6, title: str = "", storage: StorageSettings | None = None
+) -> str:
     """``items`` are (caption, image bytes); writes one PNG with a captioned grid."""
     rows = max(1, -(-len(items) // columns))
     fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.8, rows * 2.0), squeeze=False)
@@ -33,13 +44,10 @@ def png_grid(items: list[tuple[str, bytes]], path: Path, columns: int = 6, title
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save_png(fig, uri, 90, storage)
 
 
-def html_gallery(items: list[tuple[str, bytes]], path: Path, title: str) -> Path:
+def html_gallery(items: list[tuple[str, bytes]], uri: str, title: str, storage: StorageSettings | None = None) -> str:
     """A single HTML file with every image embedded, so it opens anywhere without a server."""
     cells = []
     for caption, data in items:
@@ -56,12 +64,12 @@ def html_gallery(items: list[tuple[str, bytes]], path: Path, title: str) -> Path
         "font-size:11px;vertical-align:top}</style></head>"
         f"<body><h1>{html.escape(title)}</h1>{''.join(cells)}</body></html>"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page)
-    return path
+    return write_bytes(uri, page.encode(), storage)
 
 
-def reason_strips(examples: list[tuple[str, bytes]], path: Path, per_reason: int = 8) -> Path:
+def reason_strips(
+    examples: list[tuple[str, bytes]], uri: str, per_reason: int = 8, storage: StorageSettings | None = None
+) -> str:
     """One row per exclusion reason, up to ``per_reason`` thumbnails each: what the UI shows inline."""
     by_reason: dict[str, list[bytes]] = {}
     for reason, data in examples:
@@ -76,7 +84,4 @@ def reason_strips(examples: list[tuple[str, bytes]], path: Path, per_reason: int
         for ax, data in zip(row, images[:columns]):
             ax.imshow(_pixels(data).convert("RGB"))
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save_png(fig, uri, 80, storage)

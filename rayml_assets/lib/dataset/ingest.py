@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from rayml_assets.lib.common import lake
 from rayml_assets.lib.common.images import sha256_hex
 from rayml_assets.lib.common.listing import filesystem
+from rayml_assets.lib.common.storage_options import StorageSettings
 from rayml_assets.lib.dataset.file_checks import IngestPolicy, check_all
 from rayml_assets.lib.dataset.landing import MANIFEST_SUFFIX, LandedFile, digest_lines, read_manifest, scan_folder
 from rayml_assets.lib.dataset.reconcile import Plan, commit_raw, last_outcomes, needs_check, plan_ingest
@@ -107,13 +108,13 @@ def _files_digest(items: list[LandedFile]) -> str | None:
     return digest_lines(item.fingerprint for item in items)
 
 
-def _landing(landing_uri: str, files: list[LandedFile] | None) -> _Landing:
+def _landing(landing_uri: str, files: list[LandedFile] | None, storage: StorageSettings | None) -> _Landing:
     # The per-file digest is cached: a changed landing asks for it when comparing and again when recording.
     if files is not None:
         return _Landing(lambda: files, functools.cache(lambda: _files_digest(files)))
     if landing_uri.endswith(MANIFEST_SUFFIX):
-        return _Landing(lambda: read_manifest(landing_uri), lambda: None)  # manifest rows carry no stamps
-    listing = scan_folder(landing_uri)
+        return _Landing(lambda: read_manifest(landing_uri, storage), lambda: None)  # manifest rows carry no stamps
+    listing = scan_folder(landing_uri, storage)
     return _Landing(listing.files, functools.cache(listing.digest), listing.folder_digest())
 
 
@@ -159,7 +160,7 @@ def ingest(
     raw_uri = lake.table_uri(lake_root, lake.RAW_IMAGES)
     q_uri = lake.table_uri(lake_root, lake.QUARANTINE)
     index_uri = lake.table_uri(lake_root, lake.LANDING_INDEX)
-    landed = _landing(landing_uri, files)
+    landed = _landing(landing_uri, files, policy.storage)
     unchanged = _unchanged_since_last_ingest(index_uri, raw_uri, landed, policy, storage_options)
     if unchanged is not None:  # the common schedule/CLI case: one walk of the folders and one log read
         recorded, how = unchanged
@@ -188,7 +189,7 @@ def ingest(
     tags = {"rayml.batch_id": batch_id, "rayml.landing_uri": landing_uri}
     total = Plan(already_present=len(items) - len(todo))
     batches = list(_batches(items, todo, policy.batch_bytes)) or [[]]
-    present = _present_outside(items) if files is not None else lambda uri: False  # a whole listing shows every file
+    present = _present_outside(items, policy.storage) if files is not None else lambda uri: False  # a whole listing shows every file
     for number, positions in enumerate(batches, start=1):
         outcomes, images = (
             check_all([items[p] for p in positions], policy, known_images)
@@ -285,14 +286,14 @@ def _recorded(raw_uri: str, image_ids: set[str], storage_options: dict | None) -
     return {image_id: (uri, label) for image_id, uri, label in zip(ids, uris, labels)}
 
 
-def _present_outside(items: list[LandedFile]) -> Callable[[str], bool]:
+def _present_outside(items: list[LandedFile], storage: StorageSettings | None) -> Callable[[str], bool]:
     """For a caller's partial listing: does a file it does not name still exist?"""
     listed = {item.source_uri for item in items}
 
     def present(uri: str) -> bool:
         if uri in listed:
             return False  # listed, and not a copy: its bytes changed, or it was rejected
-        fs, path = filesystem(uri)
+        fs, path = filesystem(uri, storage)
         return fs.exists(path)
 
     return present

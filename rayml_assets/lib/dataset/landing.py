@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import fsspec
 
 from rayml_assets.lib.common.images import RejectReason
+from rayml_assets.lib.common.storage_options import StorageSettings
 from rayml_assets.lib.common.listing import (
     MANIFEST_SUFFIX,
     SETTLE_S,
@@ -238,8 +239,8 @@ class FolderListing:
         return found
 
 
-def scan_folder(uri: str) -> FolderListing:
-    fs, root = filesystem(uri)
+def scan_folder(uri: str, storage: StorageSettings | None = None) -> FolderListing:
+    fs, root = filesystem(uri, storage)
     if not fs.isdir(root):
         raise LandingError(f"landing folder {uri!r} does not exist or is not a folder")
     if is_local(fs):
@@ -249,14 +250,16 @@ def scan_folder(uri: str) -> FolderListing:
     return FolderListing(fs, root, stamps={path: (info.get("size"), modified_stamp(info), True, "") for path, info in found.items()})
 
 
-def list_folder(uri: str, limit: int | None = None, after: str | None = None) -> list[LandedFile]:
-    return scan_folder(uri).files(limit=limit, after=after)
+def list_folder(
+    uri: str, limit: int | None = None, after: str | None = None, storage: StorageSettings | None = None
+) -> list[LandedFile]:
+    return scan_folder(uri, storage).files(limit=limit, after=after)
 
 
-def read_manifest(uri: str) -> list[LandedFile]:
+def read_manifest(uri: str, storage: StorageSettings | None = None) -> list[LandedFile]:
     """Rows of a ``uri,label`` CSV. Relative URIs resolve against the manifest's folder,
     and every URI must stay inside that folder."""
-    fs, manifest_path = filesystem(uri)
+    fs, manifest_path = filesystem(uri, storage)
     if not fs.isfile(manifest_path):
         raise LandingError(f"manifest {uri!r} does not exist")
     root = posixpath.dirname(manifest_path)
@@ -264,7 +267,7 @@ def read_manifest(uri: str) -> list[LandedFile]:
     try:
         if reader.fieldnames is None or not {"uri", "label"} <= set(reader.fieldnames):
             raise LandingError(f"manifest {uri!r} must have the columns uri,label; got {reader.fieldnames}")
-        return [_manifest_row(uri, fs, root, reader.line_num, row) for row in reader]
+        return [_manifest_row(uri, fs, root, reader.line_num, row, storage) for row in reader]
     except csv.Error as exc:
         raise LandingError(f"manifest {uri!r} line {reader.line_num}: unreadable CSV: {exc}") from exc
 
@@ -277,7 +280,9 @@ def _manifest_text(uri: str, data: bytes) -> str:
         raise LandingError(f"manifest {uri!r} line {line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
 
 
-def _manifest_row(uri: str, fs: fsspec.AbstractFileSystem, root: str, line_no: int, row: dict) -> LandedFile:
+def _manifest_row(
+    uri: str, fs: fsspec.AbstractFileSystem, root: str, line_no: int, row: dict, storage: StorageSettings | None
+) -> LandedFile:
     """One manifest row; ``line_no`` is the CSV line it ends on (the header is line 1)."""
     ref, label = (row.get("uri") or "").strip(), (row.get("label") or "").strip()
     if not ref:
@@ -286,7 +291,7 @@ def _manifest_row(uri: str, fs: fsspec.AbstractFileSystem, root: str, line_no: i
         raise LandingError(f"manifest {uri!r} line {line_no}: uri contains a NUL byte")
     if "://" in ref:
         try:
-            ref_fs, path = filesystem(ref)
+            ref_fs, path = filesystem(ref, storage)
         except (ValueError, ImportError) as exc:  # an unknown protocol, or one whose package is not installed
             raise LandingError(f"manifest {uri!r} line {line_no}: {type(exc).__name__}: {exc}") from exc
         same_fs = type(ref_fs) is type(fs)
@@ -301,11 +306,13 @@ def _manifest_row(uri: str, fs: fsspec.AbstractFileSystem, root: str, line_no: i
     return LandedFile(source, label, path)
 
 
-def list_landing(uri: str, limit: int | None = None, after: str | None = None) -> list[LandedFile]:
+def list_landing(
+    uri: str, limit: int | None = None, after: str | None = None, storage: StorageSettings | None = None
+) -> list[LandedFile]:
     """A manifest CSV or a label folder, decided by the URI."""
     if uri.endswith(MANIFEST_SUFFIX):
-        return read_manifest(uri)[:limit] if limit else read_manifest(uri)
-    return list_folder(uri, limit=limit, after=after)
+        return read_manifest(uri, storage)[:limit] if limit else read_manifest(uri, storage)
+    return list_folder(uri, limit=limit, after=after, storage=storage)
 
 
 class FileTooLarge(Exception):
@@ -357,14 +364,14 @@ def _read_local(path: str, limit: int) -> bytes:
         os.close(fd)
 
 
-def read_bytes(uri: str, max_bytes: int | None = None) -> bytes:
+def read_bytes(uri: str, max_bytes: int | None = None, storage: StorageSettings | None = None) -> bytes:
     """The file's bytes; ``FileTooLarge`` from its size, before any is read, when over ``max_bytes``;
     ``NotARegularFile`` for a local FIFO, device, socket or broken symlink, which is never read."""
     limit = max_bytes if max_bytes is not None else -1
     if uri.startswith("file://"):  # the common local case, without fsspec's per-call overhead
         data = _read_local(uri.removeprefix("file://"), limit)
     else:
-        fs, path = fsspec.core.url_to_fs(uri)
+        fs, path = filesystem(uri, storage)
         if 0 <= limit < (size := fs.size(path)):
             raise FileTooLarge(size, limit)
         data = fs.cat_file(path)

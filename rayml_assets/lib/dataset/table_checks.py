@@ -8,23 +8,25 @@ from deltalake.exceptions import DeltaError
 from rayml_assets.lib.common import lake
 
 
-def duplicate_ids(uri: str, version: int) -> int:
-    ids = lake.read_at(uri, version, ["image_id"]).column("image_id")
+def duplicate_ids(uri: str, version: int, storage_options: dict | None = None) -> int:
+    ids = lake.read_at(uri, version, ["image_id"], storage_options=storage_options).column("image_id")
     return len(ids) - pc.count_distinct(ids).as_py()
 
 
-def cleaned_rows(uri: str, version: int) -> list[dict]:
-    return lake.read_at(uri, version, ["image_id", "label", "split", "excluded"]).to_pylist()
+def cleaned_rows(uri: str, version: int, storage_options: dict | None = None) -> list[dict]:
+    return lake.read_at(uri, version, ["image_id", "label", "split", "excluded"], storage_options=storage_options).to_pylist()
 
 
-def split_migrations(uri: str, version: int, history: int, limit: int = 20) -> tuple[int, list[dict]]:
+def split_migrations(
+    uri: str, version: int, history: int, limit: int = 20, storage_options: dict | None = None
+) -> tuple[int, list[dict]]:
     """(versions compared, up to ``limit`` images whose split changed) over the last ``history`` versions."""
     first_seen: dict[str, tuple[str, int]] = {}
     migrated: list[dict] = []
     oldest = max(0, version - history)
     for v in range(oldest, version + 1):
         try:
-            table = lake.read_at(uri, v, ["image_id", "split"])
+            table = lake.read_at(uri, v, ["image_id", "split"], storage_options=storage_options)
         except (DeltaError, lake.TableMissing):  # versions removed by VACUUM can no longer be read
             continue
         for image_id, split in zip(table.column("image_id").to_pylist(), table.column("split").to_pylist()):

@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from rayml_assets.lib.common.contract import ChampionRef, Contract, LakeSettings, MlflowSettings
+from rayml_assets.lib.common.storage_options import StorageSettings
 from rayml_assets.lib.monitoring.production import DEFAULT_MAX_FILES_PER_DAY, partition_key
 
 DEFAULT_BATCH_SIZE = 256
@@ -178,6 +179,7 @@ class ExplainTaskParams(Contract):
     reports_root: str | None = None  # files go to {reports_root}/shap/{model_name}/v{model_version} ...
     output_dir: str | None = None  # ... unless this is given
     explain: ExplainConfig = ExplainConfig()
+    storage: StorageSettings | None = None  # how the report folder is reached (variable names only)
 
     @model_validator(mode="after")
     def _has_a_target(self) -> ExplainTaskParams:

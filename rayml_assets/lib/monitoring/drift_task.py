@@ -48,17 +48,17 @@ DATA_DRIFT_ROLE, MODEL_DRIFT_ROLE = "data_drift_report", "model_drift_report"
 def _report_metadata(params: DriftTaskParams, role: str, day: str, files: ReportFiles, champion: Champion) -> dict:
     tags = {"rayml.model_name": champion.model_name, "rayml.model_version": str(champion.model_version)}
     return {
-        **log_report(params.mlflow, role, day, files.directory, files.html, tags),
+        **log_report(params.mlflow, role, day, files.directory, files.html, tags, params.lake.storage),
         "html_report": typed(files.html, "path"),
         "result_json": typed(files.result_json, "path"),
         **{f"{name}_plot": typed(uri, "path") for name, uri in files.plots.items()},
         "summary": typed(files.markdown, "md"),
-        "preview": typed(plots_preview(files.plots), "md"),  # shown inline in the UI
+        "preview": typed(plots_preview(files.plots, params.lake.storage), "md"),  # shown inline in the UI
     }
 
 
 def predictions_step(params: DriftTaskParams, step: PredictStep, champion: Champion, log: Log) -> list[dict]:
-    uri, options = _predictions_uri(params), params.lake.storage_options
+    uri, options = _predictions_uri(params), params.lake.delta_options()
     out = []
     for day in params.dates:
         result = predict_day(
@@ -95,7 +95,7 @@ def data_drift_step(params: DriftTaskParams, step: DataDriftStep, champion: Cham
     reference = backend = None
     out = []
     for day in params.dates:
-        rows = read_predictions(_predictions_uri(params), day, ["source_uri", "bytes"], params.lake.storage_options)
+        rows = read_predictions(_predictions_uri(params), day, ["source_uri", "bytes"], params.lake.delta_options())
         if rows.num_rows == 0:
             log(f"{day}: no predictions, nothing to test")
             out.append({"date": day, "status": "no_data", "is_drift": False, "n_production": 0})
@@ -114,7 +114,7 @@ def data_drift_step(params: DriftTaskParams, step: DataDriftStep, champion: Cham
         production = DriftInputs(embeds, probs)
         result = detect_data_drift(champion, day, production, reference, config, backend)
         files = write_data_drift_report(
-            result, step.reports_root, reference.inputs, production, images[:THUMBNAILS]
+            result, step.reports_root, reference.inputs, production, images[:THUMBNAILS], params.lake.storage
         )
         log(f"{day}: data drift={result.is_drift} (min p={result.min_p_value:.3g}), report {files.html}")
         out.append(
@@ -141,7 +141,7 @@ def model_drift_step(params: DriftTaskParams, step: ModelDriftStep, champion: Ch
     out = []
     for day in params.dates:
         rows = read_predictions(
-            _predictions_uri(params), day, ["image_id", "source_uri", "predicted_label"], params.lake.storage_options
+            _predictions_uri(params), day, ["image_id", "source_uri", "predicted_label"], params.lake.delta_options()
         )
         feedback = read_feedback(step.feedback_root, day)
         joined = join_feedback_table(feedback, rows.to_pydict())
@@ -153,7 +153,7 @@ def model_drift_step(params: DriftTaskParams, step: ModelDriftStep, champion: Ch
                 f" {joined.n_unknown} for unknown images"
             )
         result = detect_model_drift(champion, joined, reference, config)
-        files = write_model_drift_report(result, step.reports_root)
+        files = write_model_drift_report(result, step.reports_root, params.lake.storage)
         log(f"{day}: model drift={result.is_drift} accuracy={result.production_accuracy} (status {result.status})")
         out.append(
             {

@@ -38,7 +38,8 @@ from rayml_assets.lib.monitoring.inference import (
     load_split,
     predict_arrays,
 )
-from rayml_assets.lib.monitoring.reports import DPI, figure_png, write_bytes
+from rayml_assets.lib.common.storage_options import StorageSettings, write_bytes
+from rayml_assets.lib.monitoring.reports import DPI, figure_png
 
 CELL_INCHES = (2.0, 2.2)  # width, height of one grid cell: 200 x 220 px at DPI 100
 
@@ -190,7 +191,9 @@ def _csv(rows: list[dict]) -> bytes:
     return buf.getvalue().encode()
 
 
-def explain_champion(champion: Champion, output_dir: str, config: ExplainConfig = ExplainConfig()) -> ExplainResult:
+def explain_champion(
+    champion: Champion, output_dir: str, config: ExplainConfig = ExplainConfig(), storage: StorageSettings | None = None
+) -> ExplainResult:
     """Explain the champion on its pinned test split and write the report files."""
     started = time.perf_counter()
     test = load_split(champion, ("test",), limit=config.max_test_images, seed=config.seed)
@@ -219,11 +222,11 @@ def explain_champion(champion: Champion, output_dir: str, config: ExplainConfig 
     counts = [row["n_examples"] for row in per_class]
 
     out = output_dir.rstrip("/")
-    grid = write_bytes(f"{out}/attributions.png", attribution_grid(x[rows], attr, titles, wrong, config.cols))
-    table = write_bytes(f"{out}/class_summary.csv", _csv(per_class))
-    overview = write_bytes(f"{out}/class_summary.png", class_overview_png(heats, labels, counts, config.cols))
+    grid = write_bytes(f"{out}/attributions.png", attribution_grid(x[rows], attr, titles, wrong, config.cols), storage)
+    table = write_bytes(f"{out}/class_summary.csv", _csv(per_class), storage)
+    overview = write_bytes(f"{out}/class_summary.png", class_overview_png(heats, labels, counts, config.cols), storage)
     heatmaps = {
-        label: write_bytes(f"{out}/class_heatmaps/{label}.png", class_heatmap_png(heats[c], label, counts[c]))
+        label: write_bytes(f"{out}/class_heatmaps/{label}.png", class_heatmap_png(heats[c], label, counts[c]), storage)
         for c, label in enumerate(labels)
     }
     summary = {
@@ -249,5 +252,5 @@ def explain_champion(champion: Champion, output_dir: str, config: ExplainConfig 
         "config": config.model_dump(mode="json"),
         "seconds": round(time.perf_counter() - started, 3),
     }
-    summary_json = write_bytes(f"{out}/summary.json", json.dumps(summary, indent=2).encode())
+    summary_json = write_bytes(f"{out}/summary.json", json.dumps(summary, indent=2).encode(), storage)
     return ExplainResult(out, grid, table, overview, heatmaps, summary_json, summary)

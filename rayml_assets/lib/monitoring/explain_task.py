@@ -31,7 +31,7 @@ def run(params: ExplainTaskParams, log: Log = print) -> dict:
         f"explaining {champion.model_name} v{champion.model_version}"
         f" on cleaned_images v{champion.delta_version} test split"
     )
-    result = explain_champion(champion, params.target_dir, params.explain)
+    result = explain_champion(champion, params.target_dir, params.explain, params.storage)
     summary = result.summary
     log(
         f"explained {summary['n_explained']} images ({summary['n_misclassified_explained']} misclassified)"
@@ -41,7 +41,7 @@ def run(params: ExplainTaskParams, log: Log = print) -> dict:
     storage = storage_url(result.grid_png)
     links = {"report_url": typed(storage, "url")} if storage else {}
     if run_id:
-        log_folder(params.mlflow, run_id, result.output_dir, SHAP_ARTIFACTS)
+        log_folder(params.mlflow, run_id, result.output_dir, SHAP_ARTIFACTS, params.storage)
         experiment = params.mlflow.client().get_run(run_id).info.experiment_id
         links = report_links(params.mlflow, experiment, run_id, SHAP_ARTIFACTS, result.grid_png)
         log(f"logged the report to MLflow run {run_id}")
@@ -59,7 +59,7 @@ def run(params: ExplainTaskParams, log: Log = print) -> dict:
         "n_misclassified_explained": summary["n_misclassified_explained"],
         "seconds_per_image": summary["seconds"] / max(1, summary["n_explained"]),
         "attributions_grid": typed(result.grid_png, "path"),
-        "preview": typed(read_preview(result.grid_png, "attributions of the corner cases"), "md"),
+        "preview": typed(read_preview(result.grid_png, "attributions of the corner cases", params.storage), "md"),
         "class_summary_plot": typed(result.class_summary_png, "path"),
         "class_summary_csv": typed(result.class_summary_csv, "path"),
         "summary_json": typed(result.summary_json, "path"),

@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import tempfile
 
-import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from rayml_assets.lib.common.contract import MlflowSettings
 from rayml_assets.lib.common.links import storage_url
+from rayml_assets.lib.common.storage_options import StorageSettings, filesystem, mlflow_artifact_env
 from rayml_assets.lib.common.task_entry import typed
 
 ROLE_TAG = "rayml.role"
@@ -31,18 +31,9 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def experiment_id(settings: MlflowSettings) -> str:
-    """The project's experiment (``settings.experiment_name``), created when missing."""
-    client = settings.client()
-    experiment = client.get_experiment_by_name(settings.experiment_name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(settings.experiment_name, artifact_location=settings.artifact_location)
-
-
 def report_run(settings: MlflowSettings, role: str, date: str, directory: str, tags: dict[str, str]) -> tuple[str, str]:
     """``(experiment_id, run_id)`` of the run holding ``directory``: the existing one, or a new one."""
-    client, experiment = settings.client(), experiment_id(settings)
+    client, experiment = settings.client(), settings.ensure_experiment()
     found = client.search_runs(
         [experiment], filter_string=f"tags.`{DIR_TAG}` = {_quoted(directory)}", max_results=1
     )
@@ -57,12 +48,16 @@ def report_run(settings: MlflowSettings, role: str, date: str, directory: str, t
     return experiment, run.info.run_id
 
 
-def log_folder(settings: MlflowSettings, run_id: str, directory: str, artifact_path: str) -> None:
-    """Log ``directory`` (local or any fsspec URI) as the run's ``artifact_path/``."""
+def log_folder(
+    settings: MlflowSettings, run_id: str, directory: str, artifact_path: str, storage: StorageSettings | None = None
+) -> None:
+    """Log ``directory`` (local or any fsspec URI) as the run's ``artifact_path/``. ``storage`` reaches
+    both the folder and the artifact store (its Azure SDK variables, set only while logging)."""
     client = settings.client()
-    fs, root = fsspec.core.url_to_fs(directory)
+    fs, root = filesystem(directory, storage)
     if isinstance(fs, LocalFileSystem):
-        client.log_artifacts(run_id, root, artifact_path)
+        with mlflow_artifact_env(storage):
+            client.log_artifacts(run_id, root, artifact_path)
         return
     # MLflow logs from local files: a cloud folder is copied down first (a report is a few MB).
     root = root.rstrip("/")
@@ -71,7 +66,8 @@ def log_folder(settings: MlflowSettings, run_id: str, directory: str, artifact_p
             target = os.path.join(local, os.path.relpath(remote, root))
             os.makedirs(os.path.dirname(target), exist_ok=True)
             fs.get_file(remote, target)
-        client.log_artifacts(run_id, local, artifact_path)
+        with mlflow_artifact_env(storage):
+            client.log_artifacts(run_id, local, artifact_path)
 
 
 def report_links(
@@ -89,9 +85,10 @@ def report_links(
 
 
 def log_report(
-    settings: MlflowSettings, role: str, date: str, directory: str, report_uri: str, tags: dict[str, str]
+    settings: MlflowSettings, role: str, date: str, directory: str, report_uri: str, tags: dict[str, str],
+    storage: StorageSettings | None = None,
 ) -> dict:
     """Log one day's report folder to its run (:func:`report_run`) and return the links."""
     experiment, run_id = report_run(settings, role, date, directory, tags)
-    log_folder(settings, run_id, directory, role)
+    log_folder(settings, run_id, directory, role, storage)
     return report_links(settings, experiment, run_id, role, report_uri)

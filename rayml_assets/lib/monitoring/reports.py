@@ -26,10 +26,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import fsspec
 import numpy as np
 from matplotlib.figure import Figure
 
+from rayml_assets.lib.common.storage_options import StorageSettings, filesystem, write_bytes
 from rayml_assets.lib.monitoring.drift_inputs import DriftInputs
 from rayml_assets.lib.monitoring.drift_results import DataDriftResult, ModelDriftResult
 from rayml_assets.lib.monitoring.production import partition_key
@@ -51,13 +51,6 @@ class ReportFiles:
 
 def report_dir(reports_root: str, kind: str, date: str) -> str:
     return f"{reports_root.rstrip('/')}/{kind}/{partition_key(date)}"
-
-
-def write_bytes(uri: str, data: bytes) -> str:
-    fs, path = fsspec.core.url_to_fs(uri)
-    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    fs.pipe_file(path, data)
-    return uri
 
 
 def figure_png(fig: Figure) -> bytes:
@@ -83,10 +76,10 @@ def _clean(value):
     return value
 
 
-def load_history(reports_root: str, kind: str, up_to: str) -> list[dict]:
+def load_history(reports_root: str, kind: str, up_to: str, storage: StorageSettings | None = None) -> list[dict]:
     """Every stored ``result.json`` of ``kind`` dated on or before ``up_to``, oldest first."""
     up_to = partition_key(up_to)
-    fs, root = fsspec.core.url_to_fs(f"{reports_root.rstrip('/')}/{kind}")
+    fs, root = filesystem(f"{reports_root.rstrip('/')}/{kind}", storage)
     if not fs.isdir(root):
         return []
     history = []
@@ -281,16 +274,19 @@ def _model_line(result: DataDriftResult | ModelDriftResult) -> str:
     )
 
 
-def _store_result(directory: str, result: dict) -> str:
+def _store_result(directory: str, result: dict, storage: StorageSettings | None) -> str:
     """Written before the plots, so the over-time plot of the day includes the day."""
     return write_bytes(
-        f"{directory}/{RESULT_FILE}", json.dumps(_clean(result), indent=2, default=_json_default).encode()
+        f"{directory}/{RESULT_FILE}", json.dumps(_clean(result), indent=2, default=_json_default).encode(), storage
     )
 
 
-def _save(directory: str, result_json: str, plots: dict[str, bytes], page: str, markdown: str) -> ReportFiles:
-    uris = {name: write_bytes(f"{directory}/{name}.png", data) for name, data in plots.items()}
-    return ReportFiles(directory, result_json, uris, write_bytes(f"{directory}/report.html", page.encode()), markdown)
+def _save(
+    directory: str, result_json: str, plots: dict[str, bytes], page: str, markdown: str, storage: StorageSettings | None
+) -> ReportFiles:
+    uris = {name: write_bytes(f"{directory}/{name}.png", data, storage) for name, data in plots.items()}
+    page_uri = write_bytes(f"{directory}/report.html", page.encode(), storage)
+    return ReportFiles(directory, result_json, uris, page_uri, markdown)
 
 
 def write_data_drift_report(
@@ -299,10 +295,11 @@ def write_data_drift_report(
     reference: DriftInputs,
     production: DriftInputs,
     thumbnails: Sequence[bytes] = (),
+    storage: StorageSettings | None = None,
 ) -> ReportFiles:
     directory = report_dir(reports_root, DATA_DRIFT, result.date)
-    result_json = _store_result(directory, result.to_dict())
-    history = load_history(reports_root, DATA_DRIFT, result.date)
+    result_json = _store_result(directory, result.to_dict(), storage)
+    history = load_history(reports_root, DATA_DRIFT, result.date, storage)
     plots = {
         "embeddings_pca": embedding_plot(
             reference.embeddings, production.embeddings, f"Embeddings {result.date}: reference vs production"
@@ -329,13 +326,15 @@ def write_data_drift_report(
     page = html_page(
         f"Data drift report {result.date}", result.is_drift, _model_line(result), [table], plots, thumbnails
     )
-    return _save(directory, result_json, plots, page, data_drift_markdown(result))
+    return _save(directory, result_json, plots, page, data_drift_markdown(result), storage)
 
 
-def write_model_drift_report(result: ModelDriftResult, reports_root: str) -> ReportFiles:
+def write_model_drift_report(
+    result: ModelDriftResult, reports_root: str, storage: StorageSettings | None = None
+) -> ReportFiles:
     directory = report_dir(reports_root, MODEL_DRIFT, result.date)
-    result_json = _store_result(directory, result.to_dict())
-    plots = {"accuracy": accuracy_plot(load_history(reports_root, MODEL_DRIFT, result.date))}
+    result_json = _store_result(directory, result.to_dict(), storage)
+    plots = {"accuracy": accuracy_plot(load_history(reports_root, MODEL_DRIFT, result.date, storage))}
     fb = result.feedback
     rows = [
         (
@@ -365,4 +364,4 @@ def write_model_drift_report(result: ModelDriftResult, reports_root: str) -> Rep
         rows,
     )
     page = html_page(f"Model drift report {result.date}", result.is_drift, _model_line(result), [table], plots)
-    return _save(directory, result_json, plots, page, model_drift_markdown(result))
+    return _save(directory, result_json, plots, page, model_drift_markdown(result), storage)

@@ -93,14 +93,6 @@ def mlflow_uris(settings: MlflowSettings) -> Iterator[None]:
         mlflow.set_registry_uri(previous[1])
 
 
-def ensure_experiment(settings: MlflowSettings) -> str:
-    client = settings.client()
-    experiment = client.get_experiment_by_name(settings.experiment_name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(settings.experiment_name, artifact_location=settings.artifact_location)
-
-
 def _quote(value: str) -> str:
     return value.replace("'", "\\'")
 
@@ -168,7 +160,7 @@ class TuningTracker:
     def __init__(self, settings: MlflowSettings):
         self.settings = settings
         self.client = settings.client()
-        self.experiment_id = ensure_experiment(settings)
+        self.experiment_id = settings.ensure_experiment()
 
     def _find_runs(self, filter_string: str) -> list:
         return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=1000)

@@ -109,7 +109,7 @@ def main(pipes: PipesContext) -> TrainTaskOutput:
     config, settings = params.tuning, params.mlflow
     table_uri = params.lake.table_uri(lake.CLEANED_IMAGES)
     name = params.experiment_name or default_experiment_name(table_uri, params.cleaned_version, config)
-    config, shape = with_input_shape(config, table_uri, params.cleaned_version, params.lake.storage_options)
+    config, shape = with_input_shape(config, table_uri, params.cleaned_version, params.lake.delta_options())
     pipes.log.info(f"input shape: {shape.describe()}")
     resources, auth = connect(params.ray)
     where = f"the Ray cluster at {params.ray.address} ({auth.describe()})" if params.ray.address else "a local Ray"
@@ -134,7 +134,7 @@ def main(pipes: PipesContext) -> TrainTaskOutput:
             table_uri=table_uri,
             version=params.cleaned_version,
             storage_path=params.checkpoint_root,
-            storage_options=params.lake.storage_options,
+            storage_options=params.lake.delta_options(),
             experiment_name=name,
             on_event=lambda event: _log_event(pipes, event),
         )
