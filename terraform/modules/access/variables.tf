@@ -68,11 +68,21 @@ variable "group_members" {
 }
 
 variable "allowed_ip_ranges" {
-  description = "CIDRs allowed to reach the workspace UI and REST API."
+  description = "CIDRs of people and CI allowed to reach the workspace UI and REST API."
   type        = list(string)
 
   validation {
     condition     = length(var.allowed_ip_ranges) > 0 && alltrue([for cidr in var.allowed_ip_ranges : can(cidrhost(cidr, 0))])
     error_message = "allowed_ip_ranges needs at least one CIDR; an empty allow list would lock everyone out."
+  }
+}
+
+variable "orchestrator_ip_ranges" {
+  description = "Egress CIDRs of the Dagster deployment, added to the workspace IP access list."
+  type        = list(string)
+
+  validation {
+    condition     = alltrue([for cidr in var.orchestrator_ip_ranges : can(cidrnetmask(cidr))])
+    error_message = "orchestrator_ip_ranges must be IPv4 CIDRs."
   }
 }

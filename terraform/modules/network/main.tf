@@ -33,6 +33,8 @@ resource "azurerm_subnet" "databricks" {
   address_prefixes     = [local.subnet_prefixes[each.key]]
   # Clusters have no public IP: their only way out is the NAT gateway below.
   default_outbound_access_enabled = false
+  # Lets the lake account name these subnets in its VNet rules.
+  service_endpoints = ["Microsoft.Storage"]
 
   delegation {
     name = "databricks"

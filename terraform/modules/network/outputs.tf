@@ -12,3 +12,8 @@ output "databricks_subnets" {
     }
   }
 }
+
+output "databricks_subnet_ids" {
+  description = "IDs of the host and container subnets (the lake account's VNet rules)."
+  value       = [for subnet in azurerm_subnet.databricks : subnet.id]
+}

@@ -3,11 +3,18 @@ locals {
   account_name = substr(replace("${var.name_prefix}lake", "-", ""), 0, 24)
   # One container per kind of data; the rayml profile points at each of them.
   containers = toset(["lake", "landing", "reports", "checkpoints", "mlflow"])
+
+  # Storage IP rules take no /31 or /32 prefix: such ranges become single addresses.
+  ip_rules = flatten([
+    for cidr in var.orchestrator_ip_ranges :
+    tonumber(split("/", cidr)[1]) >= 31 ? [for i in range(pow(2, 32 - tonumber(split("/", cidr)[1]))) : cidrhost(cidr, i)] : [cidr]
+  ])
 }
 
 resource "azurerm_storage_account" "lake" {
   #checkov:skip=CKV_AZURE_206:Geo-replication is an environment value (replication_type): prod uses RAGZRS; sit and uat hold re-creatable test data on ZRS.
   #checkov:skip=CKV_AZURE_33:The account serves no queues; its blob logs go to Log Analytics through a diagnostic setting (monitoring module).
+  #checkov:skip=CKV_AZURE_59:Public network access is on only when orchestrator_ip_ranges is set, so Dagster outside the VNet can reach the lake; network_rules still deny everything but those ranges, the Databricks subnets and the access connector.
   #checkov:skip=CKV2_AZURE_33:The dfs and blob private endpoints are created by the network module from env main.tf; checkov does not link them across modules.
   name                     = local.account_name
   resource_group_name      = var.resource_group_name
@@ -16,12 +23,13 @@ resource "azurerm_storage_account" "lake" {
   account_kind             = "StorageV2"
   account_replication_type = var.replication_type
   # ADLS Gen2: a real hierarchical namespace for Delta tables (atomic renames, abfss://).
-  is_hns_enabled                    = true
-  min_tls_version                   = "TLS1_2"
-  https_traffic_only_enabled        = true
-  shared_access_key_enabled         = false
-  default_to_oauth_authentication   = true
-  public_network_access_enabled     = false
+  is_hns_enabled                  = true
+  min_tls_version                 = "TLS1_2"
+  https_traffic_only_enabled      = true
+  shared_access_key_enabled       = false
+  default_to_oauth_authentication = true
+  # Open only for the orchestrator's ranges; without them, private endpoints only.
+  public_network_access_enabled     = length(var.orchestrator_ip_ranges) > 0
   allow_nested_items_to_be_public   = false
   cross_tenant_replication_enabled  = false
   local_user_enabled                = false
@@ -45,6 +53,10 @@ resource "azurerm_storage_account" "lake" {
   network_rules {
     default_action = "Deny"
     bypass         = ["AzureServices", "Logging", "Metrics"]
+    # Dagster's ingest, cleaning, evaluation and registration run outside the VNet.
+    ip_rules = local.ip_rules
+    # The clusters' subnets (service endpoint); the private endpoints serve them too.
+    virtual_network_subnet_ids = var.databricks_subnet_ids
 
     # Unity Catalog reaches the account through its access connector, not the VNet.
     private_link_access {
@@ -54,7 +66,7 @@ resource "azurerm_storage_account" "lake" {
 }
 
 # Created through Azure Resource Manager (storage_account_id), so Terraform
-# needs no data-plane access to an account that is closed to public networks.
+# needs no data-plane access to the account (it is not in orchestrator_ip_ranges).
 resource "azurerm_storage_container" "this" {
   #checkov:skip=CKV2_AZURE_21:azurerm_log_analytics_storage_insights needs the account's shared key, which is disabled; blob read/write/delete logs reach Log Analytics through the blobServices diagnostic setting (monitoring module).
   for_each = local.containers

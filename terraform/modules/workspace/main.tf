@@ -1,5 +1,5 @@
 resource "azurerm_databricks_workspace" "this" {
-  #checkov:skip=CKV_AZURE_158:The front end stays public so Dagster and CI outside the VNet can submit Pipes jobs; the access module limits it to allowed_ip_ranges with an IP access list. Clusters have no public IP (secure cluster connectivity).
+  #checkov:skip=CKV_AZURE_158:The front end stays public so Dagster and CI outside the VNet can submit Pipes jobs; the access module limits it to allowed_ip_ranges and orchestrator_ip_ranges with an IP access list. Clusters have no public IP (secure cluster connectivity).
   #checkov:skip=CKV2_AZURE_48:No data lives in the DBFS root: tables, checkpoints, reports and MLflow artifacts are in the lake account (customer-managed key in prod) and Unity Catalog volumes; the root is infrastructure-encrypted.
   name                = "${var.name_prefix}-dbw"
   resource_group_name = var.resource_group_name
