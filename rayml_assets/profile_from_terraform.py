@@ -32,6 +32,10 @@ TRAINING: dict[str, dict[str, Any]] = {
     "prod": {"sample_fraction": 1.0, "search_space": "full"},
 }
 
+# The key under which docs/infrastructure.md ("From terraform apply to a first run") stores the
+# pipeline principal's client secret in the environment's Key Vault.
+PIPELINE_SECRET_KEY = "pipeline-client-secret"
+
 # The outputs of terraform/root/outputs.tf this reads.
 REQUIRED_OUTPUTS = frozenset(
     {
@@ -46,6 +50,7 @@ REQUIRED_OUTPUTS = frozenset(
         "logs_stream_name",
         "unity_catalog",
         "mlflow_experiment_name",
+        "secret_scope",
     }
 )
 
@@ -94,6 +99,8 @@ def profile_from_outputs(env: str, outputs: dict[str, Any], taxonomy: list[str] 
             # Terraform creates the environment's Entra ID service principal for the pipeline.
             auth="azure_client_secret",
             pipes_volume_path=values["unity_catalog"]["volumes"]["pipes"],
+            # Clusters read the pipeline's storage secret from the Key Vault-backed scope, by reference.
+            storage_secret_refs={"AZURE_CLIENT_SECRET": f"{values['secret_scope']}/{PIPELINE_SECRET_KEY}"},
         ),
         # The lake and its siblings are read by delta-rs, adlfs, pyarrow and MLflow as the pipeline's principal.
         storage=StorageSettings(auth="service_principal", account_name=_account(paths["lake"])),

@@ -30,6 +30,10 @@ class ProfileError(ValueError):
     """A profile name is unknown or its file is malformed."""
 
 
+# "<scope>/<key>" of a Databricks secret-scope entry.
+_SECRET_REF = r"^[\w.-]+/[\w.-]+$"
+
+
 class DatabricksSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -52,7 +56,20 @@ class DatabricksSettings(BaseModel):
     # Ray on Spark authentication, the same on the driver and every executor (spark_env_vars):
     # "<scope>/<key>" of a secret holding the Ray token (sent as a {{secrets/...}} reference,
     # never the value), or None for RAY_AUTH_MODE=disabled on the run's own task cluster.
-    ray_auth_token_secret: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$")
+    ray_auth_token_secret: str | None = Field(None, pattern=_SECRET_REF)
+    # The storage credentials of a task cluster (storage.auth service_principal): variable name ->
+    # "<scope>/<key>", e.g. {AZURE_CLIENT_SECRET: rayml-sit-kv/pipeline-client-secret} (the scope of
+    # terraform/modules/secrets). Sent as {{secrets/...}} references; the secret is never a value.
+    storage_secret_refs: dict[str, str] = {}
+
+    @field_validator("storage_secret_refs")
+    @classmethod
+    def _refs_not_values(cls, refs: dict[str, str]) -> dict[str, str]:
+        # Dagster config takes no constrained mapping types, so the patterns are checked here.
+        for name, ref in refs.items():
+            if not (re.fullmatch(r"[A-Z_][A-Z0-9_]*", name) and re.fullmatch(_SECRET_REF, ref)):
+                raise ValueError(f"storage_secret_refs[{name}] must map a variable name to a scope/key")
+        return refs
 
 
 class AzureMonitorSettings(BaseModel):

@@ -18,22 +18,26 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import Config, DagsterExecutionInterruptedError, EnvVar, PipesClientCompletedInvocation
-from dagster._core.errors import DagsterPipesExecutionError
-from dagster_databricks import DatabricksClientResource, PipesDatabricksClient, PipesDbfsMessageReader
+from dagster import Config, EnvVar, PipesClientCompletedInvocation
+from dagster_databricks import DatabricksClientResource, PipesDatabricksClient
 from dagster_databricks.pipes import (
     PipesDatabricksServerlessClient,
     PipesUnityCatalogVolumesMessageReader,
 )
 from dagster_databricks.resources import AzureServicePrincipalCredentials
-from databricks.sdk.errors import DatabricksError
-from databricks.sdk.mixins.files import DbfsExt
 from databricks.sdk.service import compute as dbcompute
 from databricks.sdk.service import jobs
 from pydantic import Field
 
 from rayml_assets.lib.common.contract import ENV_KEY, RAY_KEY, RAY_ON_SPARK_KEY
-from rayml_assets.lib.common.pipes_runtime import check_ray_on_spark, ray_address, ray_on_spark_auth_env, ray_with_address
+from rayml_assets.lib.common.pipes_runtime import (
+    check_ray_on_spark,
+    ray_address,
+    ray_on_spark_auth_env,
+    ray_with_address,
+    secret_reference,
+)
+from rayml_assets.lib.common.storage_options import StorageSettings
 from rayml_assets.resources.compute import (
     PROJECT_NAME,
     REMOTE_ENV_WHITELIST,
@@ -43,6 +47,7 @@ from rayml_assets.resources.compute import (
     wheel_filename,
     whitelisted_env,
 )
+from rayml_assets.resources.databricks_pipes import ClusterPipesClient, DbfsMessageReader, ServerlessPipesClient
 from rayml_assets.settings import DatabricksSettings, Profile, ProfileError
 from rayml_assets.telemetry import TELEMETRY_OFF
 
@@ -119,84 +124,28 @@ class DatabricksClusterConfig(Config, DatabricksSettings):
     """The profile's ``databricks:`` block, as Dagster config (same fields, same defaults)."""
 
 
-class _RunReporting:
-    """Makes a remote run findable and a remote failure readable from the Dagster run.
-
-    dagster-databricks only reports the run URL after success, and on failure only the
-    run's state message; here the URL is logged as soon as the run exists and a failure
-    carries the task's error, trace and log tail (from ``jobs.get_run_output``), which is
-    all there is when the script dies before Pipes opens (say, a bad wheel).
-    """
-
-    client: Any
-
-    def _poll_til_success(self, context: Context, run_id: int) -> None:
-        run = self.client.jobs.get_run(run_id)
-        context.log.info(f"[rayml] Databricks run {run_id} submitted: {run.run_page_url}")
-        try:
-            super()._poll_til_success(context, run_id)  # type: ignore[misc]
-        except DagsterPipesExecutionError as exc:
-            detail = _failed_task_output(self.client, run_id)
-            if detail:
-                context.log.error(f"[rayml] Databricks run {run_id} failed:\n{detail}")
-            raise DagsterPipesExecutionError(
-                f"{exc}\nDatabricks run: {run.run_page_url}\n{detail}".rstrip()
-            ) from exc
-
-    def _poll_til_terminating(self, run_id: int) -> None:
-        super()._poll_til_terminating(run_id)  # type: ignore[misc]
-        # Only reached after an interrupt cancelled the run. dagster-databricks 0.29.27's
-        # single-task run() swallows the interrupt there, and the step would then succeed
-        # with no results; re-raise so the Dagster run ends interrupted, as it should.
-        raise DagsterExecutionInterruptedError(
-            f"Databricks run {run_id} cancelled: the Dagster run was interrupted"
-        )
+class StorageConfig(Config, StorageSettings):
+    """The profile's ``storage:`` block, as Dagster config: names only, no values."""
 
 
-def _failed_task_output(client, run_id: int, tail: int = 4000) -> str:
-    try:
-        run = client.jobs.get_run(run_id)
-        parts = []
-        for task in run.tasks or []:
-            out = client.jobs.get_run_output(task.run_id)
-            for label, text in (
-                ("error", out.error),
-                ("trace", out.error_trace),
-                ("logs", out.logs),
-            ):
-                if text:
-                    parts.append(f"[{task.task_key} {label}]\n{text[-tail:]}")
-        return "\n".join(parts)
-    except DatabricksError as exc:  # the original failure matters more than this lookup
-        return f"(could not fetch the task output: {exc})"
+def storage_cluster_env(storage: StorageSettings, refs: Mapping[str, str]) -> dict[str, str]:
+    """The storage variables of a task cluster's ``spark_env_vars``, under the names the task reads.
 
-
-class _ClusterPipesClient(_RunReporting, PipesDatabricksClient):
-    pass
-
-
-class _ServerlessPipesClient(_RunReporting, PipesDatabricksServerlessClient):
-    pass
-
-
-class _DbfsMessageReader(PipesDbfsMessageReader):
-    """Reads each Pipes message chunk whole.
-
-    dagster-databricks 0.29.27 reads a chunk with one ``dbfs.read`` of the API's default
-    length (0.5 MB; 1 MB at most), so a larger chunk, which one big metadata value makes,
-    arrives cut and does not parse. ``DbfsExt`` reads in 1 MB pieces up to the file's size.
-    """
-
-    def __init__(self, *, client, **kwargs):
-        super().__init__(client=client, **kwargs)
-        self._dbfs = DbfsExt(client.api_client)
-
-    def download_messages_chunk(self, index: int, params) -> str | None:
-        try:
-            with self._dbfs.download(posixpath.join(params["path"], f"{index}.json")) as chunk:
-                return chunk.read().decode("utf-8")
-        except OSError:  # not written yet (NotFound is an OSError), as upstream treats it
-            return None
+    Opt-in through ``databricks.storage_secret_refs``: without it the cluster gets none from here.
+    With a service principal the client secret must be a secret-scope reference; the client and
+    tenant ids are a reference too where one is named, else the orchestrator's own (not secret)."""
+    env = {name: secret_reference(ref) for name, ref in refs.items()}
+    if not refs or storage.auth != "service_principal":
+        return env
+    if storage.key_variable() not in refs:
+        raise ProfileError(f"storage auth service_principal on a task cluster needs "
+                           f"databricks.storage_secret_refs[{storage.key_variable()}] (a scope/key, never the value)")
+    for name in (storage.client_id_var, storage.tenant_id_var):
+        if name not in env:
+            if not os.environ.get(name):
+                raise ProfileError(f"the task cluster's storage needs {name}: set it or name it in storage_secret_refs")
+            env[name] = os.environ[name]
+    return env
 
 
 def _runtime_flavour(spark_version: str, gpu: bool) -> str:
@@ -213,6 +162,7 @@ class DatabricksCompute(ComputeResource):
     """
 
     cluster: DatabricksClusterConfig
+    storage: StorageConfig = Field(default_factory=StorageConfig, description="The profile's storage: section.")
     credentials: DatabricksClientResource
     wheel_version: str = Field(description="Version of the deployed rayml_assets wheel.")
     gpu_tasks: list[str] = Field(["train"], description="Task scripts that get gpu_node_type_id and the GPU runtime.")
@@ -240,6 +190,7 @@ class DatabricksCompute(ComputeResource):
             **TELEMETRY_OFF,
             **whitelisted_env(REMOTE_ENV_WHITELIST),
             **ray_on_spark_auth_env(self.cluster.ray_auth_token_secret),
+            **storage_cluster_env(self.storage, self.cluster.storage_secret_refs),
             "RAYML_PROFILE": self.profile,
         }
 
@@ -337,7 +288,7 @@ class DatabricksCompute(ComputeResource):
             volume = self.cluster.pipes_volume_path
             if not volume:
                 raise ProfileError("serverless compute needs databricks.pipes_volume_path")
-            return _ServerlessPipesClient(
+            return ServerlessPipesClient(
                 client=workspace_client,
                 volume_path=volume,
                 message_reader=PipesUnityCatalogVolumesMessageReader(
@@ -347,10 +298,10 @@ class DatabricksCompute(ComputeResource):
                 ),
                 poll_interval_seconds=self.poll_interval_seconds,
             )
-        return _ClusterPipesClient(
+        return ClusterPipesClient(
             client=workspace_client,
             # stdout/stderr travel as Pipes messages, so no cluster log delivery is needed.
-            message_reader=_DbfsMessageReader(
+            message_reader=DbfsMessageReader(
                 client=workspace_client,
                 interval=self.message_poll_interval_seconds,
                 include_stdio_in_messages=True,
@@ -392,6 +343,7 @@ def databricks_compute_for_profile(profile: Profile) -> DatabricksCompute:
     return DatabricksCompute(
         profile=profile.name,
         cluster=DatabricksClusterConfig(**settings.model_dump()),
+        storage=StorageConfig(**profile.storage.model_dump()),
         credentials=credentials_for(settings.auth),
         wheel_version=project_version(),
     )

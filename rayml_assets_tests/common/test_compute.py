@@ -66,6 +66,9 @@ SECRET_ENV = {
 def test_profile_task_uses_runtime_nodes_autoscale_wheel(name, monkeypatch):
     for key, value in SECRET_ENV.items():
         monkeypatch.setenv(key, value)
+    # The pipeline principal's ids, which the orchestrator exports (the profile's header names them).
+    monkeypatch.setenv("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000001")
+    monkeypatch.setenv("AZURE_TENANT_ID", "00000000-0000-0000-0000-000000000000")
     profile = load_profile(name)
     compute = compute_for_profile(profile)
     assert isinstance(compute, DatabricksCompute)
@@ -86,6 +89,8 @@ def test_profile_task_uses_runtime_nodes_autoscale_wheel(name, monkeypatch):
     assert cluster.spark_env_vars["RAYML_PROFILE"] == name
     for key, value in TELEMETRY_OFF.items():
         assert cluster.spark_env_vars[key] == value
+    # The cluster's storage login: the secret by scope reference, from the profile Terraform generated.
+    assert cluster.spark_env_vars["AZURE_CLIENT_SECRET"] == f"{{{{secrets/rayml-{name}-kv/pipeline-client-secret}}}}"
 
     drift = compute.submit_task("drift").new_cluster
     # The CPU tasks run in the environment's pool (its nodes are node_type_id), under its policy.
@@ -94,8 +99,9 @@ def test_profile_task_uses_runtime_nodes_autoscale_wheel(name, monkeypatch):
     assert drift.spark_version == settings.spark_version.replace("-gpu-ml-", "-cpu-ml-")
 
     as_json = json.dumps([train.as_dict(), compute.remote_extras("train", {})])
-    for secret_name, secret in SECRET_ENV.items():
-        assert secret not in as_json and secret_name not in as_json
+    assert "DATABRICKS_TOKEN" not in as_json  # the orchestrator's login stays with it
+    for secret in SECRET_ENV.values():
+        assert secret not in as_json
 
 
 def test_profiles_differ_only_in_config():
@@ -156,6 +162,46 @@ def test_pool_serves_cpu_jobs_and_policy_applies():
     assert train.instance_pool_id is None and train.node_type_id == compute.cluster.gpu_node_type_id
     assert train.policy_id == "policy-1" and train.apply_policy_default_values is True
     assert isinstance(compute.pipes_client(NoNetworkClient()), PipesDatabricksClient)
+
+
+SCOPE_REFS = {"AZURE_CLIENT_SECRET": "rayml-sit-kv/pipeline-client-secret"}  # terraform/modules/secrets' scope
+
+
+def _with_storage_refs(refs):
+    profile = load_profile("sit")  # storage.auth service_principal
+    return profile.model_copy(update={"databricks": profile.databricks.model_copy(update={"storage_secret_refs": refs})})
+
+
+def test_task_cluster_storage_credentials_are_secret_references_never_values(monkeypatch):
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "azure-super-secret-0002")
+    monkeypatch.setenv("AZURE_CLIENT_ID", "client-id-0001")
+    monkeypatch.setenv("AZURE_TENANT_ID", "tenant-id-0001")
+    compute = compute_for_profile(_with_storage_refs(SCOPE_REFS))
+    train = compute.submit_task("train")
+    env = train.new_cluster.spark_env_vars
+    assert env["AZURE_CLIENT_SECRET"] == "{{secrets/rayml-sit-kv/pipeline-client-secret}}"
+    # the ids are not secret: the orchestrator's own, the names the task's storage settings read
+    assert (env["AZURE_CLIENT_ID"], env["AZURE_TENANT_ID"]) == ("client-id-0001", "tenant-id-0001")
+    payload = json.dumps([train.as_dict(), compute.submit_args(FakeContext(), "train"), compute.remote_extras("train", {})])
+    assert "azure-super-secret-0002" not in payload
+
+    # an id named in the refs is a reference too, and then need not be in the orchestrator's env
+    monkeypatch.delenv("AZURE_TENANT_ID")
+    refs = {**SCOPE_REFS, "AZURE_TENANT_ID": "rayml-sit-kv/pipeline-tenant-id"}
+    env = compute_for_profile(_with_storage_refs(refs)).spark_env_vars()
+    assert env["AZURE_TENANT_ID"] == "{{secrets/rayml-sit-kv/pipeline-tenant-id}}"
+
+
+def test_task_cluster_storage_refuses_a_secret_without_a_reference(monkeypatch):
+    monkeypatch.setenv("AZURE_CLIENT_ID", "client-id-0001")
+    monkeypatch.delenv("AZURE_TENANT_ID", raising=False)
+    with pytest.raises(ProfileError, match=r"storage_secret_refs\[AZURE_CLIENT_SECRET\]"):
+        compute_for_profile(_with_storage_refs({"AZURE_CLIENT_ID": "rayml-sit-kv/pipeline-client-id"})).spark_env_vars()
+    with pytest.raises(ProfileError, match="needs AZURE_TENANT_ID"):
+        compute_for_profile(_with_storage_refs(SCOPE_REFS)).spark_env_vars()
+    for bad in ({"AZURE_CLIENT_SECRET": "{{secrets/a/b}}"}, {"AZURE_CLIENT_SECRET": "the-value"}, {"lower": "a/b"}):
+        with pytest.raises(ValueError, match="storage_secret_refs"):
+            DatabricksSettings(storage_secret_refs=bad)
 
 
 def test_azure_service_principal_credentials_come_from_env_vars():

@@ -481,6 +481,7 @@ def terraform_outputs(env: str) -> dict:
         "data_collection_rule_immutable_id": "dcr-0123456789abcdef0123456789abcdef",
         "logs_stream_name": "Custom-RaymlLogs_CL",
         "mlflow_experiment_name": f"/Shared/rayml-{env}/image-classifier",
+        "secret_scope": f"rayml-{env}-kv",
         "unity_catalog": {
             "catalog": f"rayml_{env}",
             "registered_model": f"rayml_{env}.ml.image_classifier",

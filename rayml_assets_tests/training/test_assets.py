@@ -8,7 +8,6 @@ covered by ``test_registry.py``).
 """
 
 import tempfile
-from pathlib import Path
 
 import pytest
 from dagster import AssetCheckSeverity, AssetMaterialization, FloatMetadataValue, materialize
@@ -18,6 +17,7 @@ from rayml_assets.defs.common import keys
 from rayml_assets.defs.training import assets as training_assets
 from rayml_assets.defs.training.assets import TunedModelConfig, champion_model, registered_model, tuned_model
 from rayml_assets.lib.common import lake
+from rayml_assets.lib.common.storage_options import write_bytes
 from rayml_assets.lib.training import registry
 from rayml_assets.lib.training.baseline import BaselineResult
 from rayml_assets.lib.training.contract import TrainTaskParams
@@ -105,7 +105,7 @@ def _fake_register(accuracy: float):
             champion=None,
             decision=decision,
             # A real picture, as the real registration draws one: the asset shows it inline.
-            confusion_png=str(registry.plot_confusion(evaluation, Path(tempfile.mkdtemp()) / "confusion.png")),
+            confusion_png=write_bytes(f"{tempfile.mkdtemp()}/confusion.png", registry.confusion_png(evaluation)),
         )
 
     return register_challenger

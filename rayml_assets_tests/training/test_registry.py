@@ -183,7 +183,7 @@ def flow():
         common = {
             "table_uri": uri,
             "delta_version": version,
-            "reports_dir": work / "reports",
+            "reports_dir": str(work / "reports"),
             "promotion_margin": 0.01,
             "min_accuracy": 0.3,
         }

@@ -64,3 +64,8 @@ output "mlflow_experiment_name" {
   description = "Workspace path of the training experiment."
   value       = module.access.mlflow_experiment_name
 }
+
+output "secret_scope" {
+  description = "Key Vault-backed Databricks secret scope (clusters read {{secrets/<scope>/<key>}} from it)."
+  value       = module.secrets.secret_scope_name
+}

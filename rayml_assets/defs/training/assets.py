@@ -163,6 +163,7 @@ def registered_model(
         baseline_margin=config.baseline_margin,
         min_accuracy=config.min_accuracy,
         baseline_max_train_rows=config.baseline_max_train_rows,
+        storage=workspace.storage_settings(),
     )
     decision, challenger, baseline = report.decision, report.challenger, report.baseline
     context.log.info(
@@ -180,14 +181,16 @@ def registered_model(
          f"champion v{report.champion_version}": report.champion.accuracy if report.champion else None,
          "baseline logreg": baseline.logreg_accuracy,
          "baseline SVC": baseline.svc_accuracy},
-        Path(report.confusion_png).with_name(f"comparison_{report.model_name}_v{report.version}.png"),
+        workspace.report_dir("registry", f"comparison_{report.model_name}_v{report.version}.png"),
         lines={f"to beat: baseline {decision.baseline_model} + baseline_margin {decision.baseline_margin:.3f}":
                decision.baseline_accuracy + decision.baseline_margin,
                "min_accuracy (floor)": decision.min_accuracy},
+        storage=workspace.storage_settings(),
     )
     preview = plots_preview(
         {"confusion matrix (test split)": report.confusion_png,
-         "challenger against the champion and the baselines": str(comparison)}
+         "challenger against the champion and the baselines": comparison},
+        workspace.storage_settings(),
     )
     # Numbers charted across materializations keep their key and float type (see report.baseline_numbers).
     metadata = {

@@ -114,16 +114,22 @@ def spark_session():
 PAIRED_RAY_ON_SPARK_ARGS = ("num_cpus_worker_node", "num_gpus_worker_node")
 
 
+def secret_reference(scope_key: str) -> str:
+    """The ``{{secrets/<scope>/<key>}}`` reference of a secret-scope entry: Databricks resolves it in a
+    task cluster's ``spark_env_vars`` when the cluster starts, so the value is never in the job payload."""
+    return "{{secrets/" + scope_key + "}}"
+
+
 def ray_on_spark_auth_env(token_secret: str | None) -> dict[str, str]:
     """The Ray auth variables a task cluster's ``spark_env_vars`` carry to the driver and every executor.
 
     Ray 2.60 turns token authentication on by default, and a Ray worker node started in an executor
     with another setting than the head on the driver is refused (``InvalidAuthToken``), so both get
-    the same: the token from a secret scope (Databricks resolves the ``{{secrets/<scope>/<key>}}``
-    reference when the cluster starts), or authentication off on the run's own single-user cluster.
+    the same: the token from a secret scope (:func:`secret_reference`), or authentication off on the
+    run's own single-user cluster.
     """
     if token_secret:
-        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "{{secrets/" + token_secret + "}}"}
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secret_reference(token_secret)}
     return {"RAY_AUTH_MODE": "disabled"}
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from rayml_assets.lib.common.storage_options import StorageSettings  # noqa: E402
+from rayml_assets.lib.training.report_files import write_png  # noqa: E402
 
 # By position in the caller's mapping, so a missing bar (no champion yet) shifts no colour.
 BAR_COLOURS = ("tab:blue", "tab:gray", "tab:orange", "tab:olive", "tab:purple", "tab:brown")
@@ -16,11 +17,12 @@ LINE_STYLES = ("--", ":", "-.")
 
 def plot_accuracies(
     accuracies: dict[str, float | None],
-    path: str | Path,
+    uri: str,
     title: str = "test accuracy",
     lines: dict[str, float | None] | None = None,
-) -> Path:
-    """One bar per model that has a score (``None``: not there, e.g. no champion yet), value on top.
+    storage: StorageSettings | None = None,
+) -> str:
+    """The PNG at ``uri`` (a path or any fsspec URI): one bar per model that has a score (``None``: not there, e.g. no champion yet), value on top.
 
     ``lines``: horizontal lines across the bars, labelled in a legend (e.g. the accuracy a
     challenger must exceed to pass the gate); ``None`` values are left out.
@@ -28,8 +30,6 @@ def plot_accuracies(
     colours = {name: BAR_COLOURS[i % len(BAR_COLOURS)] for i, name in enumerate(accuracies)}
     shown = {name: value for name, value in accuracies.items() if value is not None}
     drawn = {label: value for label, value in (lines or {}).items() if value is not None}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(1.4 * len(shown) + 1.6, 3.2))
     bars = ax.bar(list(shown), list(shown.values()), color=[colours[name] for name in shown])
     ax.bar_label(bars, labels=[f"{v:.3f}" for v in shown.values()], fontsize=9)
@@ -43,6 +43,4 @@ def plot_accuracies(
     ax.tick_params(axis="x", labelsize=8)
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return write_png(fig, uri, dpi=90, storage=storage)

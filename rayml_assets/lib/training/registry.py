@@ -22,7 +22,6 @@ The rules themselves are pure functions in :mod:`rayml_assets.lib.training.promo
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib
@@ -34,10 +33,12 @@ from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from rayml_assets.lib.common.contract import MlflowSettings  # noqa: E402
+from rayml_assets.lib.common.storage_options import StorageSettings, write_bytes  # noqa: E402
 from rayml_assets.lib.training.baseline import MAX_TRAIN_ROWS, BaselineResult, fit_baseline  # noqa: E402
 from rayml_assets.lib.training.delta_stream import DataSpec  # noqa: E402
 from rayml_assets.lib.training.evaluation import EvalResult, evaluate  # noqa: E402
 from rayml_assets.lib.training.promotion import CHALLENGER, CHAMPION, PromotionDecision, decide_promotion  # noqa: E402
+from rayml_assets.lib.training.report_files import log_file_bytes, png_bytes  # noqa: E402
 from rayml_assets.lib.training.tracking import load_logged_model, mlflow_uris  # noqa: E402
 
 if TYPE_CHECKING:
@@ -122,10 +123,8 @@ def load_with_spec(
     return model, spec
 
 
-def plot_confusion(result: EvalResult, path: str | Path, title: str = "") -> Path:
+def confusion_png(result: EvalResult, title: str = "") -> bytes:
     """The confusion matrix as a PNG (rows: true label, columns: predicted)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     labels = result.class_labels
     size = max(4.0, 0.5 * len(labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
@@ -151,9 +150,7 @@ def plot_confusion(result: EvalResult, path: str | Path, title: str = "") -> Pat
                     )
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return png_bytes(fig, dpi=100)
 
 
 def _alias_version(settings: MlflowSettings, model_name: str, alias: str) -> ModelVersion | None:
@@ -171,15 +168,18 @@ def register_challenger(
     run_id: str,
     table_uri: str,
     delta_version: int,
-    reports_dir: str | Path,
+    reports_dir: str,
     dagster_run_id: str | None = None,
     promotion_margin: float = 0.0,
     baseline_margin: float = 0.0,
     min_accuracy: float | None = None,
     baseline_max_train_rows: int = MAX_TRAIN_ROWS,
     storage_options: dict | None = None,
+    storage: StorageSettings | None = None,
 ) -> ChallengerReport:
     """Register, test, fit the baseline, alias ``challenger`` and compare with ``champion``, all on the same test split.
+
+    ``storage_options``: delta-rs's, for the table; ``storage``: the report folder's (``reports_dir``, any URI).
 
     Does not move ``champion``: call :func:`promote` once the asset check passed.
     """
@@ -217,12 +217,13 @@ def register_challenger(
         min_accuracy=min_accuracy,
     )
 
-    png = plot_confusion(
+    name = f"confusion_{model_name}_v{version.version}.png"
+    png = confusion_png(
         challenger,
-        Path(reports_dir) / f"confusion_{model_name}_v{version.version}.png",
         title=f"{model_name} v{version.version} on {TEST_SPLIT}@v{delta_version}: accuracy {challenger.accuracy:.3f}",
     )
-    client.log_artifact(run_id, str(png), "evaluation")
+    png_uri = write_bytes(f"{reports_dir.rstrip('/')}/{name}", png, storage)
+    log_file_bytes(client.log_artifact, run_id, name, png, "evaluation")
     report = ChallengerReport(
         model_name=model_name,
         version=str(version.version),
@@ -236,7 +237,7 @@ def register_challenger(
         champion_version=str(champion_version.version) if champion_version is not None else None,
         champion=champion,
         decision=decision,
-        confusion_png=str(png),
+        confusion_png=png_uri,
         source_experiment_id=client.get_run(run_id).info.experiment_id,
     )
     numbers = {"test_accuracy": challenger.accuracy, **report.baseline_numbers()}

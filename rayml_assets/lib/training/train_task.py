@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from rayml_assets.lib.common import lake
 from rayml_assets.lib.common.contract import MlflowSettings
 from rayml_assets.lib.common.previews import read_preview
 from rayml_assets.lib.common.pipes_runtime import task_runtime
+from rayml_assets.lib.common.storage_options import write_bytes
 from rayml_assets.lib.training.contract import TrainTaskParams
 from rayml_assets.lib.training.input_shape import InputShape, with_input_shape
 from rayml_assets.lib.training.tracking import TAG_LOST_NODES, TuningTracker, plot_learning_curves
@@ -63,7 +65,8 @@ def _metadata(
     parent_run_id: str,
     result: TuningResult,
     model_uri: str,
-    curves_png: Path,
+    curves_png: str,
+    preview: str,
     table_uri: str,
     shape: InputShape,
 ) -> dict:
@@ -78,8 +81,8 @@ def _metadata(
         "epochs_used": {"raw_value": result.epochs_used, "type": "int"},
         "epochs_full_grid": {"raw_value": result.epochs_full, "type": "int"},
         "epochs_used_fraction": {"raw_value": result.epochs_used / max(1, result.epochs_full), "type": "float"},
-        "learning_curves_png": {"raw_value": str(curves_png), "type": "path"},
-        "preview": {"raw_value": read_preview(str(curves_png), "learning curves (x: stopped early)"), "type": "md"},
+        "learning_curves_png": {"raw_value": curves_png, "type": "path"},
+        "preview": {"raw_value": preview, "type": "md"},
         "best_model_uri": model_uri,
         "best_checkpoint_path": {"raw_value": result.best_checkpoint_path, "type": "path"},
         "class_labels": {"raw_value": result.class_labels, "type": "json"},
@@ -144,8 +147,12 @@ def main(pipes: PipesContext) -> TrainTaskOutput:
         tracker.log_tuning(parent_run_id, result, config)
         if lost is not None:  # the trials are on record; no model from a run the cluster cut short
             raise lost
-        curves_png = plot_learning_curves(result, Path(params.reports_dir) / "tuning" / f"{name}_learning_curves.png")
-        tracker.log_artifact(parent_run_id, curves_png, "tuning")
+        # MLflow logs a local file; the report folder may be on abfss://.
+        with tempfile.TemporaryDirectory() as folder:
+            local = plot_learning_curves(result, Path(folder) / f"{name}_learning_curves.png")
+            tracker.log_artifact(parent_run_id, local, "tuning")
+            curves_png = write_bytes(f"{params.reports_dir.rstrip('/')}/tuning/{local.name}", local.read_bytes(),
+                                     params.lake.storage)
         model_uri = tracker.log_best_model(parent_run_id, result.best_checkpoint_path)
     except TuningInterrupted:
         tracker.finish(parent_run_id, "KILLED")
@@ -158,7 +165,8 @@ def main(pipes: PipesContext) -> TrainTaskOutput:
         raise
     tracker.finish(parent_run_id)
 
-    metadata = _metadata(settings, tracker, parent_run_id, result, model_uri, curves_png, table_uri, shape)
+    preview = read_preview(curves_png, "learning curves (x: stopped early)", params.lake.storage)
+    metadata = _metadata(settings, tracker, parent_run_id, result, model_uri, curves_png, preview, table_uri, shape)
     pipes.log.info(
         f"best {result.best_trial_id} val_accuracy={result.best_val_accuracy:.4f}; {result.num_trials} trials, "
         f"{result.num_stopped_early} stopped early, {result.epochs_used}/{result.epochs_full} epochs"
