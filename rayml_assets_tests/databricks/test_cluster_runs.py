@@ -43,7 +43,7 @@ def test_contract_submit_poll_success_returns_metadata_and_logs(fake, deployed, 
     assert meta["echo"] == 42
     assert meta["on_databricks"] is True
     assert meta["rayml_profile"] == "sit"
-    assert meta["secret_in_env"] is False
+    assert meta["token_in_env"] is False and meta["storage_secret_is_reference"] is True
     # Ray on Spark's address: the emulated driver's stand-in head on this machine
     assert meta["ray_address"] != "None" and f"Ray on Spark started at {meta['ray_address']}" in text
     # runtime keys consumed; the script sees its own extras and the effective extras["ray"]

@@ -46,7 +46,8 @@ def _resolve_secret_references(env: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def compute():
-    return databricks_compute(ray_auth_token_secret="rayml-sit/ray-auth-token")
+    # Only Ray's authentication here: the storage login's references are tested in common/test_compute.py.
+    return databricks_compute(ray_auth_token_secret="rayml-sit/ray-auth-token", storage_secret_refs={})
 
 
 @pytest.fixture(scope="module")

@@ -66,5 +66,5 @@ def test_contract_serverless_run_over_unity_catalog_volume(fake, deployed):
     assert meta["echo"] == 42 and meta["rayml_profile"] == "sit"
     assert meta["extras_keys"] == "echo"
     assert meta["ray_address"] == "None"  # no Ray on Spark on serverless, even for a ray task
-    assert meta["secret_in_env"] is False
+    assert meta["token_in_env"] is False and meta["storage_secret_is_reference"] is True
     assert ray_calls(fake) == []

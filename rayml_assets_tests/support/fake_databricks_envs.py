@@ -19,6 +19,7 @@ dependencies), once per test session and wheel.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -59,9 +60,12 @@ class DriverEnvs:
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
         if wheels:
             pip = [sys.executable, "-m", "pip", "--python", str(env / "bin" / "python")]
+            # --ignore-installed and no PYTHONPATH: a checkout on the path must not count as "already installed".
+            clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
             subprocess.run(
-                [*pip, "install", "--quiet", "--no-deps", "--no-compile", "--disable-pip-version-check", *map(str, wheels)],
-                check=True,
+                [*pip, "install", "--quiet", "--no-deps", "--no-compile", "--disable-pip-version-check",
+                 "--ignore-installed", *map(str, wheels)],
+                check=True, env=clean, cwd=env,
             )
         # Only after the install: pip would otherwise find the dev install through this path and skip the wheel.
         (self.site_packages(env) / "zz_runtime_libraries.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")

@@ -68,6 +68,7 @@ def predictions_step(params: DriftTaskParams, step: PredictStep, champion: Champ
             batch_size=step.batch_size,
             max_files=step.max_files,
             on_progress=lambda done, total, day=day: log(f"{day}: predicted {done}/{total} files"),
+            storage=params.lake.storage,
         )
         version = write_predictions(uri, result, options)
         for bad in result.skipped:
@@ -143,7 +144,7 @@ def model_drift_step(params: DriftTaskParams, step: ModelDriftStep, champion: Ch
         rows = read_predictions(
             _predictions_uri(params), day, ["image_id", "source_uri", "predicted_label"], params.lake.delta_options()
         )
-        feedback = read_feedback(step.feedback_root, day)
+        feedback = read_feedback(step.feedback_root, day, params.lake.storage)
         joined = join_feedback_table(feedback, rows.to_pydict())
         if not feedback.found:
             log(f"{day}: no feedback file at {feedback.uri}")

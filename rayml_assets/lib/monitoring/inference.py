@@ -24,6 +24,7 @@ from rayml_assets.lib.common import lake
 from rayml_assets.lib.common.contract import ChampionRef, MlflowSettings
 from rayml_assets.lib.common.image_limits import DEFAULT_ALLOWED_FORMATS, DEFAULT_MAX_PIXELS
 from rayml_assets.lib.common.images import ImageRejected, decode_to_array, sha256_hex
+from rayml_assets.lib.common.storage_options import StorageSettings
 from rayml_assets.lib.dataset.file_checks import DEFAULT_MAX_FILE_BYTES, read_checked
 from rayml_assets.lib.monitoring.contract import DEFAULT_BATCH_SIZE, ChampionMetadata
 from rayml_assets.lib.monitoring.production import DEFAULT_MAX_FILES_PER_DAY, list_production_files, partition_key
@@ -200,6 +201,7 @@ def predict_day(
     on_progress: Callable[[int, int], None] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    storage: StorageSettings | None = None,
 ) -> DayPredictions:
     """Predict every image landed for ``date``. An empty day gives an empty table, not an error.
 
@@ -208,7 +210,7 @@ def predict_day(
     disallowed format) is skipped with its reason; one bad upload must not block the day.
     """
     key = partition_key(date)
-    files = list_production_files(production_root, key, max_files)
+    files = list_production_files(production_root, key, max_files, storage)
     uris: list[str] = []
     images: list[bytes] = []
     skipped: list[SkippedFile] = []
@@ -218,7 +220,7 @@ def predict_day(
         arrays = []
         for f in files[part]:
             try:
-                data = read_checked(f.source_uri, max_file_bytes)
+                data = read_checked(f.source_uri, max_file_bytes, storage)
                 arrays.append(decode_to_array(data, champion.image_size, champion.channels, **limits))
             except ImageRejected as exc:
                 skipped.append(SkippedFile(f.source_uri, exc.reason.value, exc.detail))

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # numpy loads where feedback is joined, not with the sensors
     import numpy as np
 
+    from rayml_assets.lib.common.storage_options import StorageSettings
+
 from rayml_assets.lib.common.listing import file_uri, visible_path
 from rayml_assets.lib.common.listing import filesystem as _fs
 
@@ -99,9 +101,9 @@ class ProductionFile:
     path: str  # the fsspec path to read
 
 
-def list_partition_keys(root: str, feedback: bool = False) -> list[str]:
+def list_partition_keys(root: str, feedback: bool = False, storage: StorageSettings | None = None) -> list[str]:
     """Days present under a landing root, sorted: day folders, or ``<day>.csv`` files with ``feedback``."""
-    fs, path = _fs(root)
+    fs, path = _fs(root, storage)
     if not fs.isdir(path):
         return []
     keys = set()
@@ -121,14 +123,17 @@ def list_partition_keys(root: str, feedback: bool = False) -> list[str]:
 
 
 def list_production_files(
-    production_root: str, key: str, max_files: int = DEFAULT_MAX_FILES_PER_DAY
+    production_root: str,
+    key: str,
+    max_files: int = DEFAULT_MAX_FILES_PER_DAY,
+    storage: StorageSettings | None = None,
 ) -> list[ProductionFile]:
     """The day's images in sorted order; a missing day folder is an empty day, not an error.
 
     Bounded: more than ``max_files`` images raises instead of silently dropping
     part of the day (raise the bound, or split the day upstream).
     """
-    fs, day = _fs(production_day_uri(production_root, key))
+    fs, day = _fs(production_day_uri(production_root, key), storage)
     if not fs.isdir(day):
         return []
     files: list[ProductionFile] = []
@@ -209,10 +214,10 @@ def parse_feedback(text: str, key: str = "", uri: str = "") -> Feedback:
     return Feedback(key=key, uri=uri, rows=rows)
 
 
-def read_feedback(feedback_root: str, key: str) -> Feedback:
+def read_feedback(feedback_root: str, key: str, storage: StorageSettings | None = None) -> Feedback:
     """The day's feedback; ``found=False`` with no rows when no CSV landed for that day."""
     uri = feedback_uri(feedback_root, key)
-    fs, path = _fs(uri)
+    fs, path = _fs(uri, storage)
     if not fs.exists(path):
         return Feedback(key=key, uri=uri, found=False)
     try:

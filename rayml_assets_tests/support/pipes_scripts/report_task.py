@@ -19,8 +19,11 @@ def main() -> None:
                 "on_databricks": on_databricks(),
                 "rayml_profile": os.environ.get("RAYML_PROFILE", ""),
                 "ray_usage_stats": os.environ.get("RAY_USAGE_STATS_ENABLED", ""),
-                "secret_in_env": any(
-                    os.environ.get(k) for k in ("DATABRICKS_TOKEN", "AZURE_CLIENT_SECRET")
+                "token_in_env": bool(os.environ.get("DATABRICKS_TOKEN")),
+                # A secret-scope reference, never a value, is what the fake's cluster env can hold here
+                # (Databricks resolves it on a real cluster; the fake does not).
+                "storage_secret_is_reference": os.environ.get("AZURE_CLIENT_SECRET", "{{secrets/").startswith(
+                    "{{secrets/"
                 ),
             }
         )
