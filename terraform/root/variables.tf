@@ -95,16 +95,8 @@ variable "allowed_ip_ranges" {
 }
 
 variable "orchestrator_ip_ranges" {
-  description = "Public egress CIDRs of the Dagster deployment: allowed on the lake account and on the workspace IP access list. Empty: the lake takes private-endpoint traffic only (Dagster inside a peered network)."
+  description = "Public egress CIDRs of the Dagster deployment: allowed on the lake account and on the workspace IP access list. Empty: the lake takes private-endpoint traffic only (Dagster inside a peered network). Validated once, by modules/storage."
   type        = list(string)
-
-  validation {
-    condition = alltrue([
-      for cidr in var.orchestrator_ip_ranges :
-      can(regex("^\\d{1,3}(\\.\\d{1,3}){3}/\\d{1,2}$", cidr)) && can(cidrnetmask(cidr)) && try(cidrhost(cidr, 0) == split("/", cidr)[0], false)
-    ])
-    error_message = "orchestrator_ip_ranges must be IPv4 CIDRs written from their network address, e.g. 203.0.113.0/24 or 198.51.100.7/32."
-  }
 }
 
 variable "group_members" {
