@@ -91,6 +91,7 @@ def test_asset_pages_render_their_pictures(stack, browser, page_path):
             on_timeout=lambda: page.inner_text("body")[:3000],
         )
         assert images, f"no inline picture rendered on {page_path}"
-        page.screenshot(path=SHOTS / f"{PAGES[page_path]}.png")
+        # The dialog fades in: fast-forward CSS transitions so the shot shows it, not a translucent overlay.
+        page.screenshot(path=SHOTS / f"{PAGES[page_path]}.png", animations="disabled")
     finally:
         page.close()
