@@ -62,7 +62,7 @@ class WorkspaceResource(_StorageAccess):
 
     def report_dir(self, *parts: str) -> str:
         """The URI of a report folder under ``reports_root`` (a local folder or any fsspec URI).
-        Object stores have no folders: writers create what they write (``lib.common.report_files``)."""
+        Object stores have no folders: writers create what they write (``storage_options.write_bytes``)."""
         return "/".join([self.reports_root.rstrip("/"), *parts])
 
 

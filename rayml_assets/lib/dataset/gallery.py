@@ -15,19 +15,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from rayml_assets.lib.common.images import load_image  # noqa: E402
+from rayml_assets.lib.common.figures import write_png  # noqa: E402
 from rayml_assets.lib.common.storage_options import StorageSettings, write_bytes  # noqa: E402
 
 
 def _pixels(data: bytes) -> Image.Image:
     """The pixels the model sees (16-bit, palette, alpha and EXIF handled), for display."""
     return load_image(data, allowed_formats=None, max_pixels=None)[0]
-
-
-def _save_png(fig, uri: str, dpi: int, storage: StorageSettings | None) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    return write_bytes(uri, buf.getvalue(), storage)
 
 
 def png_grid(
@@ -44,7 +38,7 @@ def png_grid(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return _save_png(fig, uri, 90, storage)
+    return write_png(fig, uri, 90, storage)
 
 
 def html_gallery(items: list[tuple[str, bytes]], uri: str, title: str, storage: StorageSettings | None = None) -> str:
@@ -84,4 +78,4 @@ def reason_strips(
         for ax, data in zip(row, images[:columns]):
             ax.imshow(_pixels(data).convert("RGB"))
     fig.tight_layout()
-    return _save_png(fig, uri, 80, storage)
+    return write_png(fig, uri, 80, storage)

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rayml_assets.lib.common.storage_options import StorageSettings  # noqa: E402
-from rayml_assets.lib.training.report_files import write_png  # noqa: E402
+from rayml_assets.lib.common.figures import write_png  # noqa: E402
 
 # By position in the caller's mapping, so a missing bar (no champion yet) shifts no colour.
 BAR_COLOURS = ("tab:blue", "tab:gray", "tab:orange", "tab:olive", "tab:purple", "tab:brown")

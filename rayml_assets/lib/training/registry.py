@@ -38,7 +38,8 @@ from rayml_assets.lib.training.baseline import MAX_TRAIN_ROWS, BaselineResult, f
 from rayml_assets.lib.training.delta_stream import DataSpec  # noqa: E402
 from rayml_assets.lib.training.evaluation import EvalResult, evaluate  # noqa: E402
 from rayml_assets.lib.training.promotion import CHALLENGER, CHAMPION, PromotionDecision, decide_promotion  # noqa: E402
-from rayml_assets.lib.training.report_files import log_file_bytes, png_bytes  # noqa: E402
+from rayml_assets.lib.common.figures import png_bytes  # noqa: E402
+from rayml_assets.lib.training.report_files import log_file_bytes  # noqa: E402
 from rayml_assets.lib.training.tracking import load_logged_model, mlflow_uris  # noqa: E402
 
 if TYPE_CHECKING:
