@@ -129,11 +129,18 @@ def test_wheel_resolves_under_the_runtime_pins(python312, wheel, tmp_path):
     assert "mlflow" in chosen and not chosen.keys() & NOT_ON_CLUSTER, sorted(chosen.keys() & NOT_ON_CLUSTER)
 
 
-def test_task_modules_run_in_the_runtime_venv(python312, wheel):
+@pytest.fixture(scope="module")
+def runtime_python(python312, wheel) -> str:
+    """.venv-dbr's Python with the freshly built wheel installed (once for the module)."""
     # `make dbr-venv` is a no-op when .venv-dbr is current; `make test` has already run it.
     _run("make", "-s", "dbr-venv", timeout=900)
     python = str(DBR_VENV / "bin" / "python")
     _run(python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel), timeout=300)
+    return python
+
+
+def test_task_modules_run_in_the_runtime_venv(runtime_python):
+    python = runtime_python
     _run(python, "-m", "pip", "check", timeout=120)
     probe = (
         "import importlib, json, sys\n"
@@ -150,7 +157,7 @@ def test_task_modules_run_in_the_runtime_venv(python312, wheel):
     assert not loaded & {"dagster", "pyspark", "fastdup"}, loaded & {"dagster", "pyspark", "fastdup"}
 
 
-def test_a_task_script_runs_through_pipes_on_the_runtime(python312, wheel, tmp_path):
+def test_a_task_script_runs_through_pipes_on_the_runtime(runtime_python, tmp_path):
     """End to end across the two sets: Dagster (the orchestrator's Python) runs the drift task's
     predictions step in .venv-dbr (Python 3.12, MLflow 3.8.1) through Pipes. The champion was
     logged by the orchestrator's MLflow 3 and is loaded by the runtime's; the day's predictions
@@ -163,7 +170,6 @@ def test_a_task_script_runs_through_pipes_on_the_runtime(python312, wheel, tmp_p
     from rayml_assets.lib.monitoring.contract import DriftTaskParams, PredictStep
     from rayml_assets_tests.support.monitoring_support import champion_params, saved_model_uri, shared_champion
 
-    test_task_modules_run_in_the_runtime_venv(python312, wheel)  # the wheel in .venv-dbr, its imports checked
     _, champion = shared_champion()
     production = str(tmp_path / "production")
     (day,) = sample_stream.write_stream(production, str(tmp_path / "feedback"), days=1, start="2026-01-01", per_day=40)
@@ -177,7 +183,7 @@ def test_a_task_script_runs_through_pipes_on_the_runtime(python312, wheel, tmp_p
     @asset(partitions_def=DailyPartitionsDefinition(start_date="2026-01-01"), required_resource_keys={"pipes"})
     def predictions(context):
         return context.resources.pipes.run(
-            command=[str(DBR_VENV / "bin" / "python"), "-m", "rayml_assets.lib.monitoring.drift_task"],
+            command=[runtime_python, "-m", "rayml_assets.lib.monitoring.drift_task"],
             context=context,
             extras=params.to_extras(),
             cwd="/",  # the installed wheel imports, not this checkout
