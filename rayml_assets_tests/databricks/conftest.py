@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -31,6 +32,11 @@ def driver_envs(tmp_path_factory):
     return DriverEnvs(tmp_path_factory.mktemp("driver_envs"))
 
 
+# A recognisable fake secret in the fake's Key Vault-backed scope: never in a request, a log or metadata.
+KEY_VAULT_SECRET = "rayml-fake-key-vault-secret-5f3a9c"
+KEY_VAULT_SECRET_SHA256 = hashlib.sha256(KEY_VAULT_SECRET.encode()).hexdigest()
+
+
 @contextmanager
 def fake_workspace(root, driver_envs: DriverEnvs, mp: pytest.MonkeyPatch):
     """The fake workspace, logged in as the cloud profiles are (``auth: azure_client_secret``:
@@ -39,6 +45,8 @@ def fake_workspace(root, driver_envs: DriverEnvs, mp: pytest.MonkeyPatch):
     # the Pipes reader waits this long for a closed message that a cancelled run never sends
     mp.setattr(pipes_utils, "WAIT_FOR_LOGS_AFTER_EXECUTION_INTERVAL", 1)
     with FakeDatabricks(root, driver_envs) as server:
+        # the sit profile's storage_secret_refs; a value of its own, so a test sees where a task's came from
+        server.put_secret("rayml-sit-kv", "pipeline-client-secret", KEY_VAULT_SECRET)
         mp.setenv("DATABRICKS_HOST", server.url)
         mp.delenv("DATABRICKS_TOKEN", raising=False)  # the SDK refuses two logins at once
         principal = server.auth.principal

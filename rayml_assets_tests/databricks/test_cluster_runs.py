@@ -12,7 +12,7 @@ from dagster import AssetExecutionContext, DagsterExecutionInterruptedError, ass
 from databricks.sdk.service.jobs import JobsAPI
 
 from rayml_assets.resources.compute import ComputeResource
-from rayml_assets_tests.databricks.conftest import ray_calls
+from rayml_assets_tests.databricks.conftest import KEY_VAULT_SECRET, KEY_VAULT_SECRET_SHA256, ray_calls
 from rayml_assets_tests.databricks.tasks.big_report_task import BIG_BYTES
 from rayml_assets_tests.support.compute_runs import (
     DATABRICKS_TEST_TASKS,
@@ -43,7 +43,11 @@ def test_contract_submit_poll_success_returns_metadata_and_logs(fake, deployed, 
     assert meta["echo"] == 42
     assert meta["on_databricks"] is True
     assert meta["rayml_profile"] == "sit"
-    assert meta["token_in_env"] is False and meta["storage_secret_is_reference"] is True
+    assert meta["token_in_env"] is False
+    # the task read the storage secret from the scope; the request and the logs hold only its reference
+    assert meta["storage_secret_sha256"] == KEY_VAULT_SECRET_SHA256
+    assert KEY_VAULT_SECRET not in json.dumps(run.submission) + text
+    assert "{{secrets/rayml-sit-kv/pipeline-client-secret}}" in json.dumps(run.submission)
     # Ray on Spark's address: the emulated driver's stand-in head on this machine
     assert meta["ray_address"] != "None" and f"Ray on Spark started at {meta['ray_address']}" in text
     # runtime keys consumed; the script sees its own extras and the effective extras["ray"]

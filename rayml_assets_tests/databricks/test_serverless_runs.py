@@ -4,11 +4,14 @@ The task gets a serverless environment instead of a cluster, nothing but its CLI
 parameters (the Pipes bootstrap), and Pipes goes over a Unity Catalog volume.
 """
 
+import json
+
 import pytest
 from dagster import AssetExecutionContext, asset
 
+from rayml_assets.lib.common.contract import ENV_KEY
 from rayml_assets.resources.compute import ComputeResource
-from rayml_assets_tests.databricks.conftest import ray_calls
+from rayml_assets_tests.databricks.conftest import KEY_VAULT_SECRET, KEY_VAULT_SECRET_SHA256, ray_calls
 from rayml_assets_tests.support.compute_runs import (
     DATABRICKS_TEST_TASKS,
     databricks_compute,
@@ -66,5 +69,12 @@ def test_contract_serverless_run_over_unity_catalog_volume(fake, deployed):
     assert meta["echo"] == 42 and meta["rayml_profile"] == "sit"
     assert meta["extras_keys"] == "echo"
     assert meta["ray_address"] == "None"  # no Ray on Spark on serverless, even for a ray task
-    assert meta["token_in_env"] is False and meta["storage_secret_is_reference"] is True
+    assert meta["token_in_env"] is False
+    # the task read the storage secret from the scope; the request and the logs hold only its reference
+    assert meta["storage_secret_sha256"] == KEY_VAULT_SECRET_SHA256
+    assert KEY_VAULT_SECRET not in json.dumps(run.submission) + text
+    # serverless gets its env in the Pipes extras: the reference travels there, and dbutils reads it
+    env = _serverless().remote_extras("report", {})[ENV_KEY]
+    assert env["AZURE_CLIENT_SECRET"] == "{{secrets/rayml-sit-kv/pipeline-client-secret}}"
+    assert ("GET", "/api/2.0/secrets/get") in fake.requests
     assert ray_calls(fake) == []

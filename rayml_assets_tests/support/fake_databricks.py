@@ -19,10 +19,12 @@ Every violation is answered as the service would (HTTP 400) and kept in
 where the client swallows the error (the Pipes readers ignore every ``OSError``).
 
 Endpoints: Jobs 2.2 ``runs/submit|get|cancel|get-output``; DBFS 2.0; Workspace 2.0
-``mkdirs`` and ``import``; the Files API. A submitted ``spark_python_task`` is "run" by
+``mkdirs`` and ``import``; the Files API; Secrets 2.0 ``get`` (what dbutils calls). A submitted ``spark_python_task`` is "run" by
 starting ``fake_databricks_driver`` (an emulated driver) on the uploaded script, in a Python
 with the run's wheels installed and not the repository (``fake_databricks_envs``): on a task
-cluster with its ``spark_env_vars``, on serverless with nothing but its CLI parameters.
+cluster with its ``spark_env_vars`` (``{{secrets/<scope>/<key>}}`` references resolved from the
+fake's secret scopes, as Databricks does when a cluster starts), on serverless with nothing but
+its CLI parameters and a dbutils that reads those scopes through the Secrets API.
 The run goes PENDING -> RUNNING -> TERMINATING -> TERMINATED with SUCCESS, FAILED (the
 script's stderr becomes ``runs/get-output``'s error and trace) or CANCELED.
 
@@ -32,9 +34,11 @@ in docs/databricks.md.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -57,6 +61,7 @@ from rayml_assets_tests.support.fake_databricks_envs import DriverEnvs
 from rayml_assets_tests.support.fake_databricks_storage import Raw, Storage
 
 CLUSTER_RUNTIME_VERSION = "18.0"
+_SECRET_REFERENCE = re.compile(r"\{\{secrets/([^/{}]+)/([^/{}]+)\}\}")
 
 
 @dataclass
@@ -101,6 +106,7 @@ class FakeDatabricks(Storage):
         self.runs: dict[int, FakeRun] = {}
         self.requests: list[tuple[str, str]] = []
         self.violations: list[str] = []
+        self.secret_scopes: dict[str, dict[str, str]] = {}  # scope -> key -> value (a Key Vault-backed scope)
         self._ids = itertools.count(1001)
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"fake": self})
@@ -113,6 +119,7 @@ class FakeDatabricks(Storage):
                 "JobsAPI.get_run": lambda a: self.run_json(self._run(a["run_id"])),
                 "JobsAPI.cancel_run": lambda a: self.cancel(self._run(a["run_id"])),
                 "JobsAPI.get_run_output": self._run_output,
+                "SecretsAPI.get_secret": lambda a: {"key": a["key"], "value": self._secret(a["scope"], a["key"])},
             }
         )
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -131,6 +138,24 @@ class FakeDatabricks(Storage):
                 run.process.kill()
         self.server.shutdown()
         self.server.server_close()
+
+    # -- secrets --------------------------------------------------------------------------
+
+    def put_secret(self, scope: str, key: str, value: str) -> None:
+        self.secret_scopes.setdefault(scope, {})[key] = value
+
+    def _secret(self, scope: str, key: str) -> str:
+        """A secret's value as the API sends it (base64 of its bytes)."""
+        if key not in self.secret_scopes.get(scope, {}):
+            raise not_found(f"secret {key!r} in scope {scope!r}")
+        return base64.b64encode(self.secret_scopes[scope][key].encode()).decode()
+
+    def resolve_references(self, env: dict[str, str]) -> dict[str, str]:
+        """``spark_env_vars`` as a started cluster sees them: each secret reference replaced by its value."""
+        return {
+            name: _SECRET_REFERENCE.sub(lambda m: base64.b64decode(self._secret(*m.groups())).decode(), value)
+            for name, value in env.items()
+        }
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -177,10 +202,13 @@ class FakeDatabricks(Storage):
         """A task cluster starts clean: only what the task itself carries is in its environment."""
         env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
         if "new_cluster" in run.task:
-            env.update(run.task["new_cluster"].get("spark_env_vars", {}), DATABRICKS_RUNTIME_VERSION=CLUSTER_RUNTIME_VERSION)
+            env.update(self.resolve_references(run.task["new_cluster"].get("spark_env_vars", {})),
+                       DATABRICKS_RUNTIME_VERSION=CLUSTER_RUNTIME_VERSION)
         else:  # serverless takes no env vars; its runtime names the environment version
             (spec,) = [e["spec"] for e in run.submission["environments"] if e["environment_key"] == run.task["environment_key"]]
             env["DATABRICKS_RUNTIME_VERSION"] = f"client.{spec.get('environment_version', '1')}"
+        # the runtime's own credentials for dbutils (the driver builds it, then drops them from the environment)
+        env.update(FAKE_DBUTILS_HOST=self.url, FAKE_DBUTILS_TOKEN=self.token)
         env.update(
             FAKE_DBFS_ROOT=str(self.dbfs_root),
             FAKE_VOLUMES_ROOT=str(self.volumes_root),
@@ -192,6 +220,11 @@ class FakeDatabricks(Storage):
         time.sleep(0.2)
         if missing := self._missing_dependency(run):
             run.set_state("INTERNAL_ERROR", "FAILED", missing)
+            return
+        try:
+            driver_env = self._driver_env(run)
+        except ApiError as exc:  # a cluster does not start with a secret reference it cannot resolve
+            run.set_state("INTERNAL_ERROR", "FAILED", f"cluster start failed: {exc.message}")
             return
         run.set_state("RUNNING")
         if self.hang:
@@ -205,7 +238,7 @@ class FakeDatabricks(Storage):
         driver = self.driver_envs.command([self.workspace(whl) for whl in self._wheels(run)])
         run.process = subprocess.Popen(
             [*driver, str(script), *spark_task.get("parameters", [])],
-            env=self._driver_env(run),
+            env=driver_env,
             cwd=self.root,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

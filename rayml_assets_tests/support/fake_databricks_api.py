@@ -121,6 +121,7 @@ ENDPOINTS = {
         endpoint(files.FilesAPI.list_directory_contents, files.ListDirectoryResponse),
         endpoint(files.FilesAPI.get_directory_metadata),
         endpoint(files.FilesAPI.delete_directory),
+        endpoint(workspace.SecretsAPI.get_secret, workspace.GetSecretResponse),
     )
 }
 

@@ -3,7 +3,7 @@
 ``python -m rayml_assets_tests.support.fake_databricks_driver <script.py> [task parameters...]``
 
 Runs the script as Databricks would (as ``__main__``, parameters in ``sys.argv``) after
-swapping the three things only a real cluster has:
+swapping the things only a real cluster has:
 
 - the DBFS FUSE mount ``/dbfs`` and the Unity Catalog ``/Volumes`` mount -> the fake
   workspace's folders (``FAKE_DBFS_ROOT``, ``FAKE_VOLUMES_ROOT``); a file written there
@@ -11,6 +11,10 @@ swapping the three things only a real cluster has:
   never sees half a Pipes message chunk;
 - the driver's SparkSession (which ``PipesDbfsMessageWriter`` asks for cluster log
   settings) -> none, cluster log delivery off;
+- the runtime's own ``dbutils`` (``databricks.sdk.runtime.dbutils``, authenticated by the notebook
+  context) -> the SDK's ``RemoteDbUtils`` on the fake workspace, built from credentials the fake
+  hands the driver (``FAKE_DBUTILS_*``) and then removed from the environment, so
+  ``dbutils.secrets.get`` goes through the real SDK to the fake's Secrets API;
 - ``ray.util.spark.setup_ray_cluster`` / ``shutdown_ray_cluster`` -> recorders appending
   their calls to ``FAKE_RAY_LOG``, so a test can see how Ray on Spark was asked for (a
   stub ``ray.util.spark`` module: a driver here has no Spark for Ray to start on; the
@@ -123,6 +127,19 @@ ray_spark.setup_ray_cluster = _setup_ray_cluster
 ray_spark.shutdown_ray_cluster = _shutdown_ray_cluster
 # Imports of ray.util.spark take it from sys.modules; ray and ray.util stay the real ones.
 sys.modules["ray.util.spark"] = ray_spark
+
+
+def _runtime_dbutils() -> types.ModuleType:
+    from databricks.sdk.config import Config
+    from databricks.sdk.dbutils import RemoteDbUtils
+
+    module = types.ModuleType("databricks.sdk.runtime")
+    config = Config(host=os.environ.pop("FAKE_DBUTILS_HOST"), token=os.environ.pop("FAKE_DBUTILS_TOKEN"), auth_type="pat")
+    module.dbutils = RemoteDbUtils(config)
+    return module
+
+
+sys.modules["databricks.sdk.runtime"] = _runtime_dbutils()
 
 if __name__ == "__main__":
     script = sys.argv[1]

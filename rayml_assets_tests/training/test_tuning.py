@@ -8,35 +8,25 @@ The search algorithms, the time budget and the pure config/stopper tests are in 
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
 import tempfile
-import zlib
 from pathlib import Path
 
 import mlflow
 import pytest
 import ray
-from dagster_pipes import (
-    DAGSTER_PIPES_CONTEXT_ENV_VAR,
-    DAGSTER_PIPES_MESSAGES_ENV_VAR,
-    PipesContext,
-    PipesDefaultContextLoader,
-    PipesDefaultMessageWriter,
-    PipesMappingParamsLoader,
-)
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from rayml_assets.lib.common.contract import LakeSettings, MlflowSettings
-from rayml_assets.lib.training import train_task
 from rayml_assets.lib.training.checkpoints import load_checkpoint_model
 from rayml_assets.lib.training.contract import TrainTaskParams
 from rayml_assets.lib.training.tracking import TAG_EXPERIMENT, TAG_ROLE, load_logged_model, mlflow_uris
 from rayml_assets.lib.training.tuner import init_ray, run_tuning
 from rayml_assets.lib.training.tuning_config import TuningConfig
 from rayml_assets.lib.training.tuning_result import TuningInterrupted
+from rayml_assets_tests.support.train_task_runs import run_pipes_task
 from rayml_assets_tests.support.training_fixtures import write_digits_table
 
 IMAGE_SIZE = 16
@@ -74,42 +64,6 @@ def digits(workdir):
 @pytest.fixture(scope="module")
 def mlflow_settings(workdir) -> MlflowSettings:
     return MlflowSettings.local(workdir / "home", experiment_name="test-tuning")
-
-
-def _encode(value: dict) -> str:
-    return base64.b64encode(zlib.compress(json.dumps(value).encode())).decode()
-
-
-def run_pipes_task(workdir: Path, params: TrainTaskParams, tag: str) -> tuple[train_task.TrainTaskOutput, list[dict]]:
-    """Run the task script's main() inside a real Pipes context; returns its output and the Pipes messages."""
-    extras = params.to_extras()
-    context_path, messages_path = workdir / f"{tag}-context.json", workdir / f"{tag}-messages.jsonl"
-    context_path.write_text(
-        json.dumps(
-            {
-                "asset_keys": ["tuned_model"],
-                "code_version_by_asset_key": None,
-                "provenance_by_asset_key": None,
-                "partition_key": None,
-                "partition_key_range": None,
-                "partition_time_window": None,
-                "run_id": extras["dagster_run_id"],
-                "job_name": "test",
-                "retry_number": 0,
-                "extras": extras,
-            }
-        )
-    )
-    loader = PipesMappingParamsLoader(
-        {
-            DAGSTER_PIPES_CONTEXT_ENV_VAR: _encode({"path": str(context_path)}),
-            DAGSTER_PIPES_MESSAGES_ENV_VAR: _encode({"path": str(messages_path)}),
-        }
-    )
-    # A fresh context each time: open_dagster_pipes() returns the process-wide one once set.
-    with PipesContext(loader, PipesDefaultContextLoader(), PipesDefaultMessageWriter()) as pipes:
-        output = train_task.main(pipes)
-    return output, [json.loads(line) for line in messages_path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,7 @@ script's message and traceback) and re-raised, so the process exits non-zero.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -116,8 +117,29 @@ PAIRED_RAY_ON_SPARK_ARGS = ("num_cpus_worker_node", "num_gpus_worker_node")
 
 def secret_reference(scope_key: str) -> str:
     """The ``{{secrets/<scope>/<key>}}`` reference of a secret-scope entry: Databricks resolves it in a
-    task cluster's ``spark_env_vars`` when the cluster starts, so the value is never in the job payload."""
+    task cluster's ``spark_env_vars`` when the cluster starts, so the value is never in the job payload.
+    Serverless takes no env vars: :func:`apply_env` reads it there."""
     return "{{secrets/" + scope_key + "}}"
+
+
+_SECRET_REFERENCE = re.compile(r"\{\{secrets/([^/{}]+)/([^/{}]+)\}\}")
+
+
+def apply_env(env: Mapping[str, str]) -> None:
+    """Set the variables of the extras' env that this process lacks (a serverless task has none of
+    its own). A secret reference among them is read from its scope with the runtime's ``dbutils``,
+    as Databricks resolves the same reference in a task cluster's ``spark_env_vars``."""
+    for name, value in env.items():
+        if name in os.environ:
+            continue
+        reference = _SECRET_REFERENCE.fullmatch(value)
+        os.environ[name] = _read_secret(*reference.groups()) if reference else value
+
+
+def _read_secret(scope: str, key: str) -> str:
+    from databricks.sdk.runtime import dbutils  # the notebook context's own on Databricks
+
+    return dbutils.secrets.get(scope=scope, key=key)
 
 
 def ray_on_spark_auth_env(token_secret: str | None) -> dict[str, str]:
@@ -178,8 +200,7 @@ def task_runtime() -> Iterator[tuple[PipesContext, str | None]]:
         extras = pipes.extras if isinstance(pipes, PipesContext) else {}
         # The runtime's own keys are consumed here (the extras dict is the parsed context),
         # so a script's strict contract sees its own parameters (Ray settings included) only.
-        for key, value in (extras.pop(ENV_KEY, None) or {}).items():
-            os.environ.setdefault(key, value)
+        apply_env(extras.pop(ENV_KEY, None) or {})
         _ship_logs(pipes)
         spec = extras.pop(RAY_ON_SPARK_KEY, None)
         if on_databricks() and spec:

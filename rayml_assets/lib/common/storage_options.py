@@ -181,13 +181,19 @@ def write_bytes(uri: str, data: bytes, settings: StorageSettings | None = None) 
 def checkpoint_storage(uri: str, settings: StorageSettings | None) -> tuple[str, pyarrow.fs.FileSystem | None]:
     """``(storage_path, storage_filesystem)`` for Ray's ``RunConfig``: a local path as it is; an Azure
     URI as its container path on a pyarrow filesystem wrapping adlfs (pyarrow has no Azure auth of its own
-    that takes a service principal or a connection string)."""
+    that takes a service principal or a connection string), which pickles without credentials
+    (:mod:`rayml_assets.lib.common.checkpoint_fs`)."""
     if not is_azure(uri):
         return uri, None
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
+    from rayml_assets.lib.common.checkpoint_fs import azure_checkpoint_filesystem
 
+    return azure_checkpoint_filesystem(uri, settings)
+
+
+def download(uri: str, local_dir: str, settings: StorageSettings | None = None) -> None:
+    """Copy the folder at ``uri`` (any fsspec URI; Azure with the settings' credentials) into ``local_dir``."""
     fs, path = filesystem(uri, settings)
-    return path, PyFileSystem(FSSpecHandler(fs))
+    fs.get(f"{path.rstrip('/')}/", f"{local_dir.rstrip('/')}/", recursive=True)
 
 
 def mlflow_env(settings: StorageSettings | None) -> Options:

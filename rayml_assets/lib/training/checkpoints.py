@@ -6,9 +6,9 @@ import json
 import tempfile
 from pathlib import Path
 
-import pyarrow.fs as pafs
 import torch
 
+from rayml_assets.lib.common.storage_options import StorageSettings, download
 from rayml_assets.lib.training.models import build_model
 
 STATE_FILE = "state.pt"
@@ -41,14 +41,16 @@ def read_checkpoint(directory: str | Path) -> tuple[dict, dict]:
     return state, json.loads((directory / META_FILE).read_text())
 
 
-def load_checkpoint_model(directory: str | Path) -> tuple[torch.nn.Module, dict]:
+def load_checkpoint_model(
+    directory: str | Path, storage: StorageSettings | None = None
+) -> tuple[torch.nn.Module, dict]:
     """Rebuild the model of a checkpoint in eval mode, plus its metadata (class labels, data version...).
 
-    ``directory`` may be remote (``abfss://``, ``s3://``...): it is copied down first.
+    ``directory`` may be a URI (``abfss://`` with the ``storage`` credentials): it is copied down first.
     """
     if "://" in str(directory) and not str(directory).startswith("file://"):
         with tempfile.TemporaryDirectory() as tmp:
-            pafs.copy_files(str(directory), tmp)
+            download(str(directory), tmp, storage)
             state, meta = read_checkpoint(tmp)
     else:
         state, meta = read_checkpoint(str(directory).removeprefix("file://"))

@@ -5,8 +5,9 @@ pinned Delta version in Arrow record batches, keeps the rows whose
 ``image_id`` hashes to its rank, decodes them and shuffles through a bounded
 buffer. All ranks train on the same number of samples per epoch (the smallest
 shard), otherwise DDP would hang waiting for a rank that ran out of batches.
-Cloud credentials are never put in the Tune config (Tune writes it to disk):
-deltalake reads them from the workers' environment.
+Cloud credentials are never put in the Tune config (Tune writes it to disk): the
+spec carries the profile's storage settings (variable names only), and each worker
+turns them into delta-rs options from its own environment.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from rayml_assets.lib.common import lake
 from rayml_assets.lib.common.images import decode_to_array
+from rayml_assets.lib.common.storage_options import StorageSettings, delta_options
 
 UNKNOWN_LABEL = -1
 
@@ -36,6 +38,11 @@ class DataSpec:
     image_size: int = 32
     channels: int = 1
     sample_fraction: float = 1.0  # sit/uat train on a stable sample of the rows
+    storage: dict | None = None  # StorageSettings as a dict: names of variables, no values
+
+    def delta_options(self) -> dict | None:
+        """delta-rs options for the table, resolved from this process's environment."""
+        return delta_options(StorageSettings(**self.storage)) if self.storage else None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "class_labels": list(self.class_labels)}
@@ -84,7 +91,7 @@ def shard_sizes(spec: DataSpec, split: str, world_size: int, storage_options: di
         ["image_id"],
         filter=split_filter(split),
         batch_size=65536,
-        storage_options=storage_options,
+        storage_options=storage_options if storage_options is not None else spec.delta_options(),
     ):
         for image_id in batch.column(0).to_pylist():
             if in_sample(image_id, spec.sample_fraction):
@@ -124,7 +131,8 @@ class DeltaImageStream(IterableDataset):
         self.spec, self.split, self.rank, self.world_size = spec, split, rank, world_size
         self.limit, self.shuffle, self.seed, self.epoch = limit, shuffle, seed, epoch
         self.shuffle_buffer, self.read_batch_rows = max(1, shuffle_buffer), read_batch_rows
-        self.unknown_labels, self.storage_options = unknown_labels, storage_options
+        self.unknown_labels = unknown_labels
+        self.storage_options = storage_options if storage_options is not None else spec.delta_options()
         self._index = {label: i for i, label in enumerate(spec.class_labels)}
 
     def set_epoch(self, epoch: int) -> None:

@@ -51,6 +51,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_I
 
 from rayml_assets.lib.common import lake  # noqa: E402
 from rayml_assets.lib.common.contract import MlflowSettings  # noqa: E402
+from rayml_assets.lib.common.storage_options import StorageSettings, delta_options  # noqa: E402
 from rayml_assets.lib.training.checkpoints import load_checkpoint_model  # noqa: E402
 from rayml_assets.lib.training.models import build_model  # noqa: E402
 from rayml_assets.lib.training.tuning_config import TuningConfig  # noqa: E402
@@ -155,10 +156,12 @@ def plot_learning_curves(result: TuningResult, path: str | Path, metric: str = "
 
 
 class TuningTracker:
-    """Writes one tuning experiment's parent run, child runs and best model."""
+    """Writes one tuning experiment's parent run, child runs and best model.
 
-    def __init__(self, settings: MlflowSettings):
-        self.settings = settings
+    ``storage`` reaches the table and the checkpoints where they are on cloud storage."""
+
+    def __init__(self, settings: MlflowSettings, storage: StorageSettings | None = None):
+        self.settings, self.storage = settings, storage
         self.client = settings.client()
         self.experiment_id = settings.ensure_experiment()
 
@@ -183,9 +186,9 @@ class TuningTracker:
         )
         return run.info.run_id
 
-    def log_dataset(self, run_id: str, table_uri: str, version: int, storage_options: dict | None = None) -> None:
+    def log_dataset(self, run_id: str, table_uri: str, version: int) -> None:
         """The pinned Delta version as the run's training input ``cleaned_images@v{version}``."""
-        profile = split_label_counts(table_uri, version, storage_options)
+        profile = split_label_counts(table_uri, version, delta_options(self.storage))
         digest = hashlib.sha256(f"{table_uri}@{version}\n{profile.to_csv(index=False)}".encode()).hexdigest()[:16]
         dataset = mlflow.data.from_pandas(
             profile,
@@ -289,7 +292,7 @@ class TuningTracker:
         tags = self.client.get_run(parent_run_id).data.tags
         if tags.get(TAG_BEST_CHECKPOINT) == checkpoint_path and tags.get(TAG_BEST_MODEL_URI):
             return tags[TAG_BEST_MODEL_URI]
-        model, meta = load_checkpoint_model(checkpoint_path)
+        model, meta = load_checkpoint_model(checkpoint_path, self.storage)
         model_uri = log_model(self.settings, parent_run_id, model, meta)
         self.client.log_batch(
             parent_run_id, tags=[RunTag(TAG_BEST_CHECKPOINT, checkpoint_path), RunTag(TAG_BEST_MODEL_URI, model_uri)]

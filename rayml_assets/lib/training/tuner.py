@@ -16,6 +16,11 @@ from their last checkpoint. A fingerprint file pins the experiment to one
 ``(table, version, config)`` so a name is never reused for other data. A budget
 that ended the search is recorded beside it, so a later restore (which has
 nothing left to train) still reports it.
+
+Storage: ``storage_path`` is a local folder or an Azure URI. On Azure, Ray gets the container
+path on a pyarrow filesystem built from the profile's ``storage:`` settings
+(:func:`~rayml_assets.lib.common.storage_options.checkpoint_storage`); the experiment files, the
+restore and the best-checkpoint URI all go through that one filesystem.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from rayml_assets.lib.common.contract import RaySettings
+from rayml_assets.lib.common.storage_options import StorageSettings, checkpoint_storage
 from rayml_assets.lib.training import ray_auth
 from rayml_assets.lib.training.delta_stream import DataSpec, discover_labels
 from rayml_assets.lib.training.input_shape import with_input_shape
@@ -122,32 +128,52 @@ def _refused(address: str) -> bool:
     return False
 
 
-def _abs_storage(path: str) -> str:
-    return path if "://" in path else os.path.abspath(path)
+class ExperimentStore:
+    """Where an experiment lives: Ray's ``(storage_path, storage_filesystem)`` and the URI a user reads."""
 
+    def __init__(self, storage_uri: str, name: str, storage: StorageSettings | None = None):
+        storage_uri = storage_uri if "://" in storage_uri else os.path.abspath(storage_uri)
+        self.storage_uri, self.name = storage_uri.rstrip("/"), name
+        storage_path, self.filesystem = checkpoint_storage(self.storage_uri, storage)
+        self.storage_path = storage_path.rstrip("/")
+        self.path = f"{self.storage_path}/{name}"  # in self.filesystem (None: Ray resolves it)
+        self.uri = f"{self.storage_uri}/{name}"
 
-def _read_json(experiment_path: str, file: str) -> Any:
-    fs, fs_path = pafs.FileSystem.from_uri(experiment_path)
-    try:
-        with fs.open_input_stream(f"{fs_path}/{file}") as f:
-            return json.loads(f.read())
-    except FileNotFoundError:
-        return None
+    def uri_of(self, path: str) -> str:
+        """The URI of a path Ray reports (a checkpoint) in this storage."""
+        if self.filesystem is not None and path.startswith(self.storage_path):
+            return self.storage_uri + path[len(self.storage_path):]
+        return path
 
+    def _file(self, file: str) -> tuple[pafs.FileSystem, str]:
+        if self.filesystem is not None:
+            return self.filesystem, f"{self.path}/{file}"
+        fs, fs_path = pafs.FileSystem.from_uri(self.path)
+        return fs, f"{fs_path}/{file}"
 
-def _write_json(experiment_path: str, file: str, value: Any) -> None:
-    fs, fs_path = pafs.FileSystem.from_uri(experiment_path)
-    fs.create_dir(fs_path, recursive=True)
-    with fs.open_output_stream(f"{fs_path}/{file}") as f:
-        f.write(json.dumps(value, sort_keys=True).encode())
+    def read_json(self, file: str) -> Any:
+        fs, path = self._file(file)
+        try:
+            with fs.open_input_stream(path) as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            return None
 
+    def write_json(self, file: str, value: Any) -> None:
+        fs, path = self._file(file)
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with fs.open_output_stream(path) as f:
+            f.write(json.dumps(value, sort_keys=True).encode())
 
-def _fingerprint_matches(experiment_path: str, fingerprint: dict) -> None:
-    stored = _read_json(experiment_path, FINGERPRINT_FILE)
-    if stored is not None and stored != fingerprint:  # no file: experiment made by hand, trust the caller
-        raise ValueError(
-            f"experiment {experiment_path} was run for {stored}, not {fingerprint}: use another experiment name"
-        )
+    def can_restore(self) -> bool:
+        return tune.Tuner.can_restore(self.path, storage_filesystem=self.filesystem)
+
+    def check_fingerprint(self, fingerprint: dict) -> None:
+        stored = self.read_json(FINGERPRINT_FILE)
+        if stored is not None and stored != fingerprint:  # no file: experiment made by hand, trust the caller
+            raise ValueError(
+                f"experiment {self.uri} was run for {stored}, not {fingerprint}: use another experiment name"
+            )
 
 
 def build_trainer(
@@ -172,7 +198,7 @@ def build_trainer(
     )
 
 
-def _new_tuner(config: TuningConfig, trainer: TorchTrainer, spec: DataSpec, name: str, storage_path: str, callbacks):
+def _new_tuner(config: TuningConfig, trainer: TorchTrainer, spec: DataSpec, store: ExperimentStore, callbacks):
     return tune.Tuner(
         trainer,
         param_space=param_space(config, spec),
@@ -187,12 +213,13 @@ def _new_tuner(config: TuningConfig, trainer: TorchTrainer, spec: DataSpec, name
             reuse_actors=False,
         ),
         run_config=tune.RunConfig(
-            name=name,
-            storage_path=storage_path,
-            stop=PlateauTargetBudgetStopper.from_config(config, key=name),
+            name=store.name,
+            storage_path=store.storage_path,
+            storage_filesystem=store.filesystem,
+            stop=PlateauTargetBudgetStopper.from_config(config, key=store.name),
             checkpoint_config=checkpoint_config(config),
             failure_config=tune.FailureConfig(max_failures=config.max_failures),
-            callbacks=[ProgressCallback(name), *(callbacks or [])],
+            callbacks=[ProgressCallback(store.name), *(callbacks or [])],
             verbose=0,
         ),
     )
@@ -209,8 +236,12 @@ def run_tuning(
     on_event: Callable[[TrialEvent], None] | None = None,
     callbacks: list[tune.Callback] | None = None,
     storage_options: dict | None = None,
+    storage: StorageSettings | None = None,
 ) -> TuningResult:
     """Tune ``config`` on ``table_uri@version``; resume the experiment if it exists.
+
+    ``storage_path`` is a folder or an Azure URI, reached with ``storage`` (``storage_options``
+    are delta-rs's, for the table).
 
     ``on_event`` gets every epoch result and trial end in the driver (progress
     logs). ``callbacks`` are extra Tune callbacks; they are pickled into the
@@ -226,23 +257,28 @@ def run_tuning(
     )
     config, _ = with_input_shape(config, table_uri, version, storage_options)  # unchanged when the config sets it
     name = experiment_name or default_experiment_name(table_uri, version, config)
-    storage_path = _abs_storage(storage_path)
-    experiment_path = f"{storage_path.rstrip('/')}/{name}"
+    store = ExperimentStore(storage_path, name, storage)
     fingerprint = {"table_uri": table_uri, "version": int(version), "config": config.fingerprint()}
-    restored = tune.Tuner.can_restore(experiment_path)
+    restored = store.can_restore()
     if restored:
-        _fingerprint_matches(experiment_path, fingerprint)
+        store.check_fingerprint(fingerprint)
     labels = tuple(class_labels) if class_labels else discover_labels(table_uri, version, storage_options)
     if len(labels) < 2:
         raise ValueError(f"{table_uri}@v{version} has {len(labels)} class(es) among non-excluded rows; need 2+")
-    spec = DataSpec(table_uri, int(version), labels, config.image_size, config.channels, config.sample_fraction)
+    spec = DataSpec(
+        table_uri, int(version), labels, config.image_size, config.channels, config.sample_fraction,
+        storage.model_dump() if storage else None,
+    )
     trainer = build_trainer(config, use_gpu)
     if restored:
-        log.info("restoring tuning experiment %s", experiment_path)
-        tuner = tune.Tuner.restore(experiment_path, trainable=trainer, resume_unfinished=True, resume_errored=True)
+        log.info("restoring tuning experiment %s", store.uri)
+        tuner = tune.Tuner.restore(
+            store.path, trainable=trainer, resume_unfinished=True, resume_errored=True,
+            storage_filesystem=store.filesystem,
+        )
     else:
-        tuner = _new_tuner(config, trainer, spec, name, storage_path, callbacks)
-        _write_json(experiment_path, FINGERPRINT_FILE, fingerprint)
+        tuner = _new_tuner(config, trainer, spec, store, callbacks)
+        store.write_json(FINGERPRINT_FILE, fingerprint)
 
     take_budget_stop(name)  # one left by an earlier fit() of this experiment in this process
     started = time.monotonic()
@@ -253,12 +289,12 @@ def run_tuning(
     unfinished = len(grid) - grid.num_terminated - grid.num_errors
     if was_interrupted(name) or unfinished:
         # trials the searcher had not created yet are not in the grid at all
-        raise TuningInterrupted(experiment_path, unfinished + max(0, config.num_trials() - len(grid)))
+        raise TuningInterrupted(store.uri, unfinished + max(0, config.num_trials() - len(grid)))
     if budget_stop:
-        _write_json(experiment_path, BUDGET_STOP_FILE, budget_stop)
+        store.write_json(BUDGET_STOP_FILE, budget_stop)
     elif restored:  # a budget-ended search stays finished, so this restore trained nothing: report that budget
-        budget_stop = _read_json(experiment_path, BUDGET_STOP_FILE)
-    result = summarize(grid, config, spec, name, experiment_path, restored)
+        budget_stop = store.read_json(BUDGET_STOP_FILE)
+    result = summarize(grid, config, spec, name, store.uri, restored, store.uri_of)
     result.budget_stop, result.wall_time_s = budget_stop, wall_time_s
     result.lost_nodes = lost_nodes(result)
     return result

@@ -6,7 +6,7 @@ tracking and tests can use these types without starting anything.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -213,9 +213,12 @@ def _tune_trials(grid) -> list:
 
 
 def summarize(
-    grid, config: TuningConfig, spec: DataSpec, name: str, experiment_path: str, restored: bool
+    grid, config: TuningConfig, spec: DataSpec, name: str, experiment_path: str, restored: bool,
+    uri_of: Callable[[str], str] = str,
 ) -> TuningResult:
     """Turn Tune's ResultGrid into a :class:`TuningResult` (pure bookkeeping, no training).
+
+    ``uri_of`` turns a checkpoint's path in Ray's storage filesystem into the URI a reader opens.
 
     Identity and hyperparameters come from each trial's own result rows: after a
     PBT exploit, ``Result.metrics``/``Result.config`` hold the donor's last result.
@@ -241,7 +244,7 @@ def summarize(
                 last_epoch=last_epoch,
                 stopped_early=result.error is None and last_epoch < config.max_epochs,
                 best_val_accuracy=max(val_accuracies) if val_accuracies else None,
-                best_checkpoint_path=checkpoint_path,
+                best_checkpoint_path=uri_of(checkpoint_path) if checkpoint_path else None,
                 best_checkpoint_metrics=checkpoint_metrics,
                 restored_from=sorted(
                     {r["restored_from"] for r in history if r.get("restored_from") and r["restored_from"] != trial_id}

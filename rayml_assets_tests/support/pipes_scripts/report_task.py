@@ -1,5 +1,6 @@
 """Test-only task: reports what it was given, the way a real task script reports its results."""
 
+import hashlib
 import os
 import sys
 
@@ -20,11 +21,8 @@ def main() -> None:
                 "rayml_profile": os.environ.get("RAYML_PROFILE", ""),
                 "ray_usage_stats": os.environ.get("RAY_USAGE_STATS_ENABLED", ""),
                 "token_in_env": bool(os.environ.get("DATABRICKS_TOKEN")),
-                # A secret-scope reference, never a value, is what the fake's cluster env can hold here
-                # (Databricks resolves it on a real cluster; the fake does not).
-                "storage_secret_is_reference": os.environ.get("AZURE_CLIENT_SECRET", "{{secrets/").startswith(
-                    "{{secrets/"
-                ),
+                # what the task sees of the storage secret: a digest, never the value
+                "storage_secret_sha256": hashlib.sha256(os.environ.get("AZURE_CLIENT_SECRET", "").encode()).hexdigest(),
             }
         )
 
