@@ -1,7 +1,7 @@
 """Image datasets for trying the project on something other than digits, built from photos
 that ship inside scikit-image (no download).
 
-    python -m rayml_assets.sample_sets photos   --out DIR [--per-class 80] [--size 96] [--seed 0]
+    python -m rayml_assets.sample_sets photos   --out DIR [--per-class 160] [--size 96] [--seed 0]
     python -m rayml_assets.sample_sets textures --out DIR [--per-class 60] [--size 64] [--seed 0]
     python -m rayml_assets.sample_sets photos   --out DIR --production-day 2026-01-01 [--per-class 10]
 
@@ -37,7 +37,7 @@ TEXTURES = (
     "immunohistochemistry",
 )
 SETS: dict[str, dict] = {
-    "photos": {"classes": PHOTOS, "mode": "RGB", "scale": (0.2, 0.5), "size": 96, "per_class": 80},
+    "photos": {"classes": PHOTOS, "mode": "RGB", "scale": (0.2, 0.5), "size": 96, "per_class": 160},
     "textures": {"classes": TEXTURES, "mode": "L", "scale": (0.15, 0.35), "size": 64, "per_class": 60},
 }
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kind", choices=sorted(SETS))
     parser.add_argument("--out", type=Path, required=True, help="landing folder to write into")
-    parser.add_argument("--per-class", type=int, help="images per class (default: 80 photos, 60 textures)")
+    parser.add_argument("--per-class", type=int, help="images per class (default: 160 photos, 60 textures)")
     parser.add_argument("--size", type=int, help="image side in pixels (default: 96 photos, 64 textures)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--production-day", help="write an unlabelled production day folder <out>/<YYYY-MM-DD>/")

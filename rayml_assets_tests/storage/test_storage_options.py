@@ -51,6 +51,26 @@ def test_pyarrow_checkpoints_wrap_adlfs(sp_env):
     assert so.checkpoint_storage("/local/ray_results", SP) == ("/local/ray_results", None)
 
 
+def test_checkpoint_filesystem_pickles_without_the_secret(sp_env, monkeypatch):
+    """Ray pickles it to each trial worker and into tuner.pkl: the worker rebuilds it from its own env."""
+    import pickle
+
+    _, fs = so.checkpoint_storage("abfss://checkpoints@raymlsitlake.dfs.core.windows.net/sit/ray_results", SP)
+    data = pickle.dumps(fs)
+    assert FAKE_SECRET.encode() not in data
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "the-worker-s-own-secret")
+    assert pickle.loads(data).handler.fs.client_secret == "the-worker-s-own-secret"
+
+
+def test_the_azure_client_libraries_are_installed():
+    """Defect 2: fsspec knew no abfss:// (no adlfs), and MLflow's ADLS store had no client library."""
+    import fsspec
+    from mlflow.store.artifact.azure_data_lake_artifact_repo import AzureDataLakeArtifactRepository  # noqa: F401
+
+    assert type(fsspec.filesystem("abfss", account_name="raymlsitlake")).__module__.startswith("adlfs")
+    import azure.storage.filedatalake  # noqa: F401  what that store imports when it is used
+
+
 def test_mlflow_env_is_scoped(sp_env, monkeypatch):
     monkeypatch.setenv("RAYML_SP_SECRET", "other-secret-value")
     settings = SP.model_copy(update={"key_var": "RAYML_SP_SECRET"})
