@@ -119,7 +119,7 @@ class FakeDatabricks(Storage):
                 "JobsAPI.get_run": lambda a: self.run_json(self._run(a["run_id"])),
                 "JobsAPI.cancel_run": lambda a: self.cancel(self._run(a["run_id"])),
                 "JobsAPI.get_run_output": self._run_output,
-                "SecretsAPI.get_secret": lambda a: {"key": a["key"], "value": self._secret(a["scope"], a["key"])},
+                "SecretsAPI.get_secret": lambda a: {"key": a["key"], "value": self._secret_b64(a["scope"], a["key"])},
             }
         )
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -145,17 +145,17 @@ class FakeDatabricks(Storage):
         self.secret_scopes.setdefault(scope, {})[key] = value
 
     def _secret(self, scope: str, key: str) -> str:
-        """A secret's value as the API sends it (base64 of its bytes)."""
         if key not in self.secret_scopes.get(scope, {}):
             raise not_found(f"secret {key!r} in scope {scope!r}")
-        return base64.b64encode(self.secret_scopes[scope][key].encode()).decode()
+        return self.secret_scopes[scope][key]
+
+    def _secret_b64(self, scope: str, key: str) -> str:
+        """A secret's value as the API sends it (base64 of its bytes)."""
+        return base64.b64encode(self._secret(scope, key).encode()).decode()
 
     def resolve_references(self, env: dict[str, str]) -> dict[str, str]:
         """``spark_env_vars`` as a started cluster sees them: each secret reference replaced by its value."""
-        return {
-            name: _SECRET_REFERENCE.sub(lambda m: base64.b64decode(self._secret(*m.groups())).decode(), value)
-            for name, value in env.items()
-        }
+        return {name: _SECRET_REFERENCE.sub(lambda m: self._secret(*m.groups()), value) for name, value in env.items()}
 
     # -- jobs -----------------------------------------------------------------------------
 

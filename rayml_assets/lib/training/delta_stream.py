@@ -6,8 +6,8 @@ pinned Delta version in Arrow record batches, keeps the rows whose
 buffer. All ranks train on the same number of samples per epoch (the smallest
 shard), otherwise DDP would hang waiting for a rank that ran out of batches.
 Cloud credentials are never put in the Tune config (Tune writes it to disk): the
-spec carries the profile's storage settings (variable names only), and each worker
-turns them into delta-rs options from its own environment.
+spec carries the task's lake settings (variable names only), and each worker turns
+them into delta-rs options from its own environment.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from rayml_assets.lib.common import lake
 from rayml_assets.lib.common.images import decode_to_array
-from rayml_assets.lib.common.storage_options import StorageSettings, delta_options
+from rayml_assets.lib.common.contract import LakeSettings
 
 UNKNOWN_LABEL = -1
 
@@ -38,11 +38,11 @@ class DataSpec:
     image_size: int = 32
     channels: int = 1
     sample_fraction: float = 1.0  # sit/uat train on a stable sample of the rows
-    storage: dict | None = None  # StorageSettings as a dict: names of variables, no values
+    lake: dict | None = None  # LakeSettings as a dict: names of variables, no values
 
     def delta_options(self) -> dict | None:
         """delta-rs options for the table, resolved from this process's environment."""
-        return delta_options(StorageSettings(**self.storage)) if self.storage else None
+        return LakeSettings(**self.lake).delta_options() if self.lake else None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "class_labels": list(self.class_labels)}

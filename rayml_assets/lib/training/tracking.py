@@ -50,8 +50,7 @@ from mlflow.models import infer_signature  # noqa: E402
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID  # noqa: E402
 
 from rayml_assets.lib.common import lake  # noqa: E402
-from rayml_assets.lib.common.contract import MlflowSettings  # noqa: E402
-from rayml_assets.lib.common.storage_options import StorageSettings, delta_options  # noqa: E402
+from rayml_assets.lib.common.contract import LakeSettings, MlflowSettings  # noqa: E402
 from rayml_assets.lib.training.checkpoints import load_checkpoint_model  # noqa: E402
 from rayml_assets.lib.training.models import build_model  # noqa: E402
 from rayml_assets.lib.training.tuning_config import TuningConfig  # noqa: E402
@@ -158,10 +157,12 @@ def plot_learning_curves(result: TuningResult, path: str | Path, metric: str = "
 class TuningTracker:
     """Writes one tuning experiment's parent run, child runs and best model.
 
-    ``storage`` reaches the table and the checkpoints where they are on cloud storage."""
+    ``lake`` reaches the table and the checkpoints where they are on cloud storage."""
 
-    def __init__(self, settings: MlflowSettings, storage: StorageSettings | None = None):
-        self.settings, self.storage = settings, storage
+    def __init__(self, settings: MlflowSettings, lake: LakeSettings | None = None):
+        self.settings = settings
+        self.storage_options = lake.delta_options() if lake else None
+        self.storage = lake.storage if lake else None
         self.client = settings.client()
         self.experiment_id = settings.ensure_experiment()
 
@@ -188,7 +189,7 @@ class TuningTracker:
 
     def log_dataset(self, run_id: str, table_uri: str, version: int) -> None:
         """The pinned Delta version as the run's training input ``cleaned_images@v{version}``."""
-        profile = split_label_counts(table_uri, version, delta_options(self.storage))
+        profile = split_label_counts(table_uri, version, self.storage_options)
         digest = hashlib.sha256(f"{table_uri}@{version}\n{profile.to_csv(index=False)}".encode()).hexdigest()[:16]
         dataset = mlflow.data.from_pandas(
             profile,

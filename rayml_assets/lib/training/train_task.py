@@ -120,7 +120,7 @@ def main(pipes: PipesContext) -> TrainTaskOutput:
     if params.ray.address and "://" not in params.checkpoint_root:
         pipes.log.info(f"checkpoints go to {params.checkpoint_root}: every Ray node must see it at that path")
 
-    tracker = TuningTracker(settings, params.lake.storage)
+    tracker = TuningTracker(settings, params.lake)
     parent_run_id = tracker.start_parent(
         name,
         tags={
@@ -137,8 +137,7 @@ def main(pipes: PipesContext) -> TrainTaskOutput:
             table_uri=table_uri,
             version=params.cleaned_version,
             storage_path=params.checkpoint_root,
-            storage_options=params.lake.delta_options(),
-            storage=params.lake.storage,
+            lake=params.lake,
             experiment_name=name,
             on_event=lambda event: _log_event(pipes, event),
         )

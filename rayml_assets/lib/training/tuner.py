@@ -34,7 +34,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from rayml_assets.lib.common.contract import RaySettings
+from rayml_assets.lib.common.contract import LakeSettings, RaySettings
 from rayml_assets.lib.common.storage_options import StorageSettings, checkpoint_storage
 from rayml_assets.lib.training import ray_auth
 from rayml_assets.lib.training.delta_stream import DataSpec, discover_labels
@@ -235,13 +235,12 @@ def run_tuning(
     class_labels: list[str] | tuple[str, ...] | None = None,
     on_event: Callable[[TrialEvent], None] | None = None,
     callbacks: list[tune.Callback] | None = None,
-    storage_options: dict | None = None,
-    storage: StorageSettings | None = None,
+    lake: LakeSettings | None = None,
 ) -> TuningResult:
     """Tune ``config`` on ``table_uri@version``; resume the experiment if it exists.
 
-    ``storage_path`` is a folder or an Azure URI, reached with ``storage`` (``storage_options``
-    are delta-rs's, for the table).
+    ``lake`` says how to reach the table and ``storage_path`` (a folder or an Azure URI) on cloud
+    storage; the trial workers get it too (names of variables only) and resolve it themselves.
 
     ``on_event`` gets every epoch result and trial end in the driver (progress
     logs). ``callbacks`` are extra Tune callbacks; they are pickled into the
@@ -255,9 +254,10 @@ def run_tuning(
     use_gpu = (
         config.gpus_per_worker > 0 if config.gpus_per_worker is not None else ray.cluster_resources().get("GPU", 0) > 0
     )
+    storage_options = lake.delta_options() if lake else None
     config, _ = with_input_shape(config, table_uri, version, storage_options)  # unchanged when the config sets it
     name = experiment_name or default_experiment_name(table_uri, version, config)
-    store = ExperimentStore(storage_path, name, storage)
+    store = ExperimentStore(storage_path, name, lake.storage if lake else None)
     fingerprint = {"table_uri": table_uri, "version": int(version), "config": config.fingerprint()}
     restored = store.can_restore()
     if restored:
@@ -267,7 +267,7 @@ def run_tuning(
         raise ValueError(f"{table_uri}@v{version} has {len(labels)} class(es) among non-excluded rows; need 2+")
     spec = DataSpec(
         table_uri, int(version), labels, config.image_size, config.channels, config.sample_fraction,
-        storage.model_dump() if storage else None,
+        lake.model_dump() if lake else None,
     )
     trainer = build_trainer(config, use_gpu)
     if restored:
