@@ -63,11 +63,13 @@ browser:
 
 # Azurite, the Azure Storage emulator, for rayml_assets_tests/storage (its conftest starts azurite-blob
 # on a free loopback port with --disableTelemetry --skipApiVersionCheck and stops it after the session).
-AZURITE_VERSION := 3.37.0
+# deploy/azurite/package-lock.json pins the whole tree, so a dependency published after the lock
+# (or one the registry mirror lacks) cannot break a clean install.
 AZURITE_DIR := .azurite
-$(AZURITE_DIR)/.installed:
+$(AZURITE_DIR)/.installed: deploy/azurite/package.json deploy/azurite/package-lock.json
 	mkdir -p $(AZURITE_DIR) && echo '*' > $(AZURITE_DIR)/.gitignore
-	npm install --prefix $(AZURITE_DIR) --no-audit --no-fund --no-save --loglevel=error azurite@$(AZURITE_VERSION)
+	cp deploy/azurite/package.json deploy/azurite/package-lock.json $(AZURITE_DIR)/
+	npm ci --prefix $(AZURITE_DIR) --no-audit --no-fund --loglevel=error
 	touch $@
 
 azurite: $(AZURITE_DIR)/.installed
