@@ -54,7 +54,7 @@ def _wait_listening(port: int, process: subprocess.Popen) -> None:
 @pytest.fixture(scope="session")
 def azurite():
     if not AZURITE_BIN.exists():
-        pytest.fail(f"Azurite is not installed at {AZURITE_BIN}: run `make azurite` (npm install into .azurite/)")
+        pytest.fail(f"Azurite is not installed at {AZURITE_BIN}: run `make azurite` (npm ci into .azurite/)")
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="rayml-azurite-") as data:
         started = time.monotonic()
