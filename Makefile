@@ -88,7 +88,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml sample
 	@echo "Done. Open the UI with 'make dev' to see lineage and metadata; everything is under $(RAYML_HOME)."
 
 test: install iac-venv dbr-venv browser azurite
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=30
 
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m rayml_assets.definitions -h 127.0.0.1 -p $(PORT)

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from rayml_assets.lib.common.links import adls_location
 from rayml_assets.lib.common.storage_options import StorageSettings
 from rayml_assets.settings import AzureMonitorSettings, DatabricksSettings, Profile
 
@@ -57,7 +58,10 @@ REQUIRED_OUTPUTS = frozenset(
 
 def _account(abfss_root: str) -> str:
     """``raymlsitlake`` of ``abfss://lake@raymlsitlake.dfs.core.windows.net/sit``."""
-    return abfss_root.split("@", 1)[1].split(".", 1)[0]
+    location = adls_location(abfss_root)
+    if location is None:
+        raise ValueError(f"storage_paths.lake is {abfss_root!r}, not abfss://<container>@<account>.dfs.core.windows.net/<path>")
+    return location.account
 
 
 def profile_from_outputs(env: str, outputs: dict[str, Any], taxonomy: list[str] | None = None) -> Profile:

@@ -77,3 +77,10 @@ def test_the_checked_in_profile_submits_policy_clusters_from_the_pool(env, monke
     assert profile.model_name == outputs["unity_catalog"]["registered_model"]
     assert profile.lake_root == outputs["storage_paths"]["lake"]
     assert (profile.storage.auth, profile.storage.account_name) == ("service_principal", f"rayml{env}lake")
+
+
+def test_a_lake_path_that_is_not_adls_gen2_is_refused_by_name():
+    outputs = _outputs("sit")
+    outputs["storage_paths"]["value"]["lake"] = "s3://lake/sit"
+    with pytest.raises(ValueError, match="storage_paths.lake is 's3://lake/sit'"):
+        profile_from_outputs("sit", outputs, DIGITS)

@@ -15,20 +15,34 @@
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 from urllib.parse import quote
 
 # abfss://container@account.dfs.core.windows.net/path (abfs:// too, the same storage without TLS pinning)
 _ADLS = re.compile(r"^abfss?://(?P<container>[^@/]+)@(?P<account>[a-z0-9]+)\.dfs\.core\.windows\.net(?:/(?P<path>.*))?$")
 
 
-def storage_url(uri: str | None) -> str | None:
-    """The HTTPS URL of an ADLS Gen2 location, or ``None`` for a local path or an unknown scheme."""
+class AdlsLocation(NamedTuple):
+    container: str
+    account: str
+    path: str
+
+
+def adls_location(uri: str | None) -> AdlsLocation | None:
+    """The parts of an ADLS Gen2 URI, or ``None`` for a local path or another scheme."""
     match = _ADLS.match(uri or "")
     if not match:
         return None
-    path = (match["path"] or "").strip("/")
-    base = f"https://{match['account']}.blob.core.windows.net/{match['container']}"
-    return f"{base}/{quote(path)}" if path else base
+    return AdlsLocation(match["container"], match["account"], (match["path"] or "").strip("/"))
+
+
+def storage_url(uri: str | None) -> str | None:
+    """The HTTPS URL of an ADLS Gen2 location, or ``None`` for a local path or an unknown scheme."""
+    location = adls_location(uri)
+    if location is None:
+        return None
+    base = f"https://{location.account}.blob.core.windows.net/{location.container}"
+    return f"{base}/{quote(location.path)}" if location.path else base
 
 
 def mlflow_run_url(ui_url: str | None, tracking_uri: str, experiment_id: str, run_id: str) -> str | None:

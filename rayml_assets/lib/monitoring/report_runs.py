@@ -19,6 +19,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from rayml_assets.lib.common.contract import MlflowSettings
 from rayml_assets.lib.common.links import storage_url
+from rayml_assets.lib.common.mlflow_search import tag_equals
 from rayml_assets.lib.common.storage_options import StorageSettings, filesystem, mlflow_artifact_env
 from rayml_assets.lib.common.task_entry import typed
 
@@ -27,15 +28,11 @@ DATE_TAG = "rayml.date"
 DIR_TAG = "rayml.report_dir"
 
 
-def _quoted(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def report_run(settings: MlflowSettings, role: str, date: str, directory: str, tags: dict[str, str]) -> tuple[str, str]:
     """``(experiment_id, run_id)`` of the run holding ``directory``: the existing one, or a new one."""
     client, experiment = settings.client(), settings.ensure_experiment()
     found = client.search_runs(
-        [experiment], filter_string=f"tags.`{DIR_TAG}` = {_quoted(directory)}", max_results=1
+        [experiment], filter_string=tag_equals(DIR_TAG, directory), max_results=1
     )
     all_tags = {ROLE_TAG: role, DATE_TAG: date, DIR_TAG: directory, **tags}
     if found:

@@ -51,6 +51,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_I
 
 from rayml_assets.lib.common import lake  # noqa: E402
 from rayml_assets.lib.common.contract import LakeSettings, MlflowSettings  # noqa: E402
+from rayml_assets.lib.common.mlflow_search import tag_equals  # noqa: E402
 from rayml_assets.lib.training.checkpoints import load_checkpoint_model  # noqa: E402
 from rayml_assets.lib.training.models import build_model  # noqa: E402
 from rayml_assets.lib.training.tuning_config import TuningConfig  # noqa: E402
@@ -91,10 +92,6 @@ def mlflow_uris(settings: MlflowSettings) -> Iterator[None]:
     finally:
         mlflow.set_tracking_uri(previous[0])
         mlflow.set_registry_uri(previous[1])
-
-
-def _quote(value: str) -> str:
-    return value.replace("'", "\\'")
 
 
 def _chunks(items: list, size: int = _BATCH) -> Iterator[list]:
@@ -173,7 +170,7 @@ class TuningTracker:
         """The parent run of ``tune_experiment``: reused when it exists, so a resumed tuning keeps one parent."""
         tags = {k: str(v) for k, v in tags.items() if v is not None}
         found = self._find_runs(
-            f"tags.`{TAG_EXPERIMENT}` = '{_quote(tune_experiment)}' and tags.`{TAG_ROLE}` = 'parent'"
+            f"{tag_equals(TAG_EXPERIMENT, tune_experiment)} and {tag_equals(TAG_ROLE, 'parent')}"
         )
         if found:
             run_id = found[0].info.run_id
@@ -207,7 +204,7 @@ class TuningTracker:
     def log_trial(self, parent_run_id: str, trial: TrialSummary) -> str:
         """Find or create the trial's child run and log the epochs it does not have yet."""
         found = self._find_runs(
-            f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}' and tags.`{TAG_TRIAL}` = '{_quote(trial.trial_id)}'"
+            f"{tag_equals(MLFLOW_PARENT_RUN_ID, parent_run_id)} and {tag_equals(TAG_TRIAL, trial.trial_id)}"
         )
         if found:
             run_id = found[0].info.run_id
