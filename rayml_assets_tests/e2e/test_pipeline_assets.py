@@ -145,12 +145,19 @@ def _day(stack, key: str):
                        selection=[a.key for a in MONITORING[:3]])
 
 
-def test_daily_partitions_report_drift_on_the_drifted_day(stack):
+@pytest.fixture(scope="module")
+def days(stack):
+    """The clean and the drifted day, each materialized once for the tests that read them."""
+    clean, drifted = _day(stack, CLEAN_DAY), _day(stack, DRIFTED_DAY)
+    assert clean.success and drifted.success
+    return clean, drifted
+
+
+def test_daily_partitions_report_drift_on_the_drifted_day(stack, days):
     # The clean-day false-positive rate is measured with a properly trained model in test_drift.py and
     # bench/bench_drift_quality.py; this model saw 3 epochs of 140 images, so only the ordering is asserted.
     assert drift_kind(0) is None and drift_kind(2) == "rotation"
-    clean, drifted = _day(stack, CLEAN_DAY), _day(stack, DRIFTED_DAY)
-    assert clean.success and drifted.success
+    clean, drifted = days
     assert _meta(drifted, "data_drift_report")["is_drift"] is True
     assert _meta(drifted, "data_drift_report")["mmd2"] > _meta(clean, "data_drift_report")["mmd2"]
     predictions = _meta(drifted, "predictions")
@@ -235,12 +242,11 @@ def test_a_failed_training_job_surfaces_its_error_and_logs_and_writes_nothing(st
 PLOTTING_ASSETS = ("cleaned_images", "tuned_model", "registered_model", "data_drift_report", "model_drift_report", "shap_report")
 
 
-def test_every_plotting_asset_shows_its_pictures_inline_within_the_bound(stack):
+def test_every_plotting_asset_shows_its_pictures_inline_within_the_bound(stack, days):
     from dagster._serdes import serialize_value
 
     from rayml_assets.lib.common.previews import MAX_METADATA_BYTES, MAX_PREVIEW_BYTES
 
-    assert _day(stack, CLEAN_DAY).success
     if stack["instance"].get_latest_materialization_event(monitoring_assets.shap_report.key) is None:
         assert materialize([monitoring_assets.shap_report], resources=stack["resources"], instance=stack["instance"]).success
     for name in PLOTTING_ASSETS:
@@ -265,10 +271,9 @@ WATCHED = {
 }
 
 
-def test_watched_numbers_keep_their_keys_and_float_type(stack):
+def test_watched_numbers_keep_their_keys_and_float_type(stack, days):
     from dagster import FloatMetadataValue
 
-    assert _day(stack, CLEAN_DAY).success and _day(stack, DRIFTED_DAY).success
     for name, watched in WATCHED.items():
         for key in watched:
             values = [
