@@ -91,7 +91,7 @@ def shard_sizes(spec: DataSpec, split: str, world_size: int, storage_options: di
         ["image_id"],
         filter=split_filter(split),
         batch_size=65536,
-        storage_options=storage_options if storage_options is not None else spec.delta_options(),
+        storage_options=storage_options,
     ):
         for image_id in batch.column(0).to_pylist():
             if in_sample(image_id, spec.sample_fraction):
@@ -131,8 +131,7 @@ class DeltaImageStream(IterableDataset):
         self.spec, self.split, self.rank, self.world_size = spec, split, rank, world_size
         self.limit, self.shuffle, self.seed, self.epoch = limit, shuffle, seed, epoch
         self.shuffle_buffer, self.read_batch_rows = max(1, shuffle_buffer), read_batch_rows
-        self.unknown_labels = unknown_labels
-        self.storage_options = storage_options if storage_options is not None else spec.delta_options()
+        self.unknown_labels, self.storage_options = unknown_labels, storage_options
         self._index = {label: i for i, label in enumerate(spec.class_labels)}
 
     def set_epoch(self, epoch: int) -> None:

@@ -105,7 +105,8 @@ def train_loop_per_worker(config: dict) -> None:
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
 
-    quota = min(shard_sizes(spec, "train", world))
+    options = spec.delta_options()  # the lake as this worker reaches it, from its own environment
+    quota = min(shard_sizes(spec, "train", world, options))
     if quota == 0:
         raise ValueError(f"a rank has no training rows in {spec.table_uri}@v{spec.version}; use fewer workers")
     batch_size = int(hp["batch_size"])
@@ -133,7 +134,7 @@ def train_loop_per_worker(config: dict) -> None:
     if start_epoch >= max_epochs:
         # A PBT exploit after the last epoch restarts the trial with nothing left to train and resets
         # its result rows: one evaluation of the weights it now holds keeps a row (and its lineage).
-        val = evaluate(model, spec, "val", rank=rank, world_size=world, device=device)
+        val = evaluate(model, spec, "val", rank=rank, world_size=world, device=device, storage_options=options)
         ray.train.report({"epoch": start_epoch, "val_loss": val.loss, "val_accuracy": val.accuracy, **tags})
         return
 
@@ -142,7 +143,8 @@ def train_loop_per_worker(config: dict) -> None:
         _set_hyperparams(optimizer, hp, lr)
         model.train()
         stream = DeltaImageStream(
-            spec, "train", rank=rank, world_size=world, limit=quota, shuffle=True, seed=seed, epoch=epoch
+            spec, "train", rank=rank, world_size=world, limit=quota, shuffle=True, seed=seed, epoch=epoch,
+            storage_options=options,
         )
         sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, seen
         started = time.perf_counter()
@@ -163,7 +165,7 @@ def train_loop_per_worker(config: dict) -> None:
             reduced = sums.to(device)
             dist.all_reduce(reduced)
             sums = reduced.cpu()
-        val = evaluate(model, spec, "val", rank=rank, world_size=world, device=device)
+        val = evaluate(model, spec, "val", rank=rank, world_size=world, device=device, storage_options=options)
         metrics = {
             "epoch": epoch + 1,
             "train_loss": float(sums[0] / sums[2]),
